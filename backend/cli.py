@@ -1,0 +1,308 @@
+"""The ``voicebox-worker`` command.
+
+Exit codes scripts can rely on: 0 success; 1 the operation failed (message on stderr); 2 bad usage; 3 the
+database needs attention (corrupt, at an unknown revision, or ``db check`` found a difference).
+Every command that reports something takes ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from backend.config import Settings, SettingsError, load_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DB = 0, 1, 2, 3
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class CommandError(RuntimeError):
+    """A failure to report on one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def emit(args: argparse.Namespace, data: object, text: str | None = None) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=None, sort_keys=True, default=str))
+    else:
+        print(text if text is not None else json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    from backend.db.volume_db import VolumeDatabase
+    from volume_bootstrap.migrate import head_revision
+
+    return VolumeDatabase(settings, expected_revision=head_revision())
+
+
+# ---------------------------------------------------------------- bootstrap / serve
+def cmd_bootstrap(args: argparse.Namespace, settings: Settings) -> int:
+    from volume_bootstrap.bootstrap import bootstrap
+
+    report = bootstrap(settings, run_fsck=not args.no_fsck)
+    print(report.as_json())
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from backend.app import create_app
+    from volume_bootstrap.bootstrap import bootstrap
+
+    settings = settings.with_overrides(
+        host=args.host or settings.host, port=args.port or settings.port
+    )
+    print(bootstrap(settings).as_json(), flush=True)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- db
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from volume_bootstrap.layout import ensure_layout
+    from volume_bootstrap.migrate import migrate_volume
+
+    ensure_layout(settings)
+    result = migrate_volume(settings, _database(settings), target=args.to)
+    emit(args, result.as_dict(), f"{result.action}: {result.from_revision} -> {result.to_revision}")
+    return EXIT_OK
+
+
+def _shared_revision(settings: Settings) -> str | None:
+    from backend.db.volume_db import read_revision
+
+    if not settings.db_path.exists():
+        raise CommandError(f"no database at {settings.db_path}; run `voicebox-worker bootstrap`")
+    return read_revision(settings.db_path)
+
+
+def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
+    from volume_bootstrap.migrate import head_revision, known_revisions
+
+    current = _shared_revision(settings)
+    head = head_revision()
+    data = {
+        "current": current,
+        "head": head,
+        "known": current in known_revisions(),
+        "at_head": current == head,
+    }
+    emit(args, data, f"{current} (head {head})")
+    return EXIT_OK if current in known_revisions() else EXIT_DB
+
+
+def cmd_db_history(args: argparse.Namespace, settings: Settings) -> int:
+    from volume_bootstrap.migrate import script_directory
+
+    revs = [
+        {"revision": r.revision, "down_revision": r.down_revision, "doc": r.doc}
+        for r in script_directory().walk_revisions()
+    ]
+    emit(args, revs, "\n".join(f"{r['revision']}: {r['doc']}" for r in revs))
+    return EXIT_OK
+
+
+def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from volume_bootstrap.migrate import backup_shared, downgrade_file, read_revision
+
+    db = _database(settings)
+    with db.write_file(check_schema=False) as work:
+        if not work.path.exists():
+            raise CommandError("no database to downgrade")
+        before = read_revision(work.path)
+        backup = backup_shared(settings, before)
+        downgrade_file(work.path, args.revision)
+        after = read_revision(work.path)
+    emit(args, {"from": before, "to": after, "backup": backup.name}, f"{before} -> {after}")
+    return EXIT_OK
+
+
+def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
+    from backend.db.volume_db import integrity_check
+    from volume_bootstrap.migrate import head_revision, schema_differences
+
+    db = _database(settings)
+    db.refresh(force=True)
+    integrity = integrity_check(db.local_path)
+    diffs = [str(d) for d in schema_differences(db.local_path)] if integrity == "ok" else []
+    current, head = db.local_revision, head_revision()
+    ok = integrity == "ok" and current == head and not diffs
+    data = {"ok": ok, "integrity": integrity, "revision": current, "head": head, "diffs": diffs}
+    emit(args, data, "ok" if ok else json.dumps(data, indent=2))
+    return EXIT_OK if ok else EXIT_DB
+
+
+def cmd_db_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from volume_bootstrap.migrate import backup_shared
+
+    backup = backup_shared(settings, _shared_revision(settings))
+    emit(args, {"backup": backup.name, "size": backup.stat().st_size}, backup.name)
+    return EXIT_OK
+
+
+def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
+    import shutil
+
+    from backend.db.volume_db import integrity_check, read_revision
+    from volume_bootstrap.migrate import known_revisions
+
+    source = Path(args.file)
+    if not source.is_file():
+        source = settings.backups_dir / args.file
+    if not source.is_file():
+        raise CommandError(
+            f"no backup {args.file!r} (looked in {settings.backups_dir})", EXIT_USAGE
+        )
+    verdict = integrity_check(source)
+    if verdict != "ok":
+        raise CommandError(f"{source.name} fails integrity_check: {verdict}", EXIT_DB)
+    revision = read_revision(source)
+    if revision not in known_revisions():
+        raise CommandError(
+            f"{source.name} is at revision {revision!r}, unknown to this image", EXIT_DB
+        )
+    db = _database(settings)
+    settings.db_dir.mkdir(parents=True, exist_ok=True)
+    with db.write_file(check_schema=False) as work:
+        shutil.copyfile(source, work.path)
+    emit(args, {"restored": source.name, "revision": revision}, f"restored {source.name}")
+    return EXIT_OK
+
+
+def cmd_db_adopt(args: argparse.Namespace, settings: Settings) -> int:
+    from volume_bootstrap.adopt import adopt_data_dir
+
+    report = adopt_data_dir(settings, Path(args.data_dir), move=args.move)
+    emit(args, report, json.dumps(report, indent=2, default=str))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- volume
+def cmd_volume_status(args: argparse.Namespace, settings: Settings) -> int:
+    from backend.db.volume_db import read_revision
+    from volume_bootstrap.layout import LAYOUT, mount_info
+    from volume_bootstrap.migrate import head_revision, list_backups
+
+    info = mount_info(settings.volume)
+    data: dict[str, object] = {
+        "volume": str(settings.volume),
+        "volume_source": settings.volume_source,
+        "mount": info.as_dict() if info else None,
+        "layout_missing": [rel for rel in LAYOUT if not (settings.volume / rel).is_dir()],
+        "database": str(settings.db_path) if settings.db_path.exists() else None,
+        "revision": read_revision(settings.db_path) if settings.db_path.exists() else None,
+        "head": head_revision(),
+        "database_bytes": settings.db_path.stat().st_size if settings.db_path.exists() else 0,
+        "backups": [p.name for p in list_backups(settings)],
+        "lease_marker": settings.lease_path.read_text(errors="replace").strip()
+        if settings.lease_path.exists()
+        else None,
+    }
+    emit(args, data)
+    return EXIT_OK
+
+
+def cmd_volume_fsck(args: argparse.Namespace, settings: Settings) -> int:
+    from volume_bootstrap.fsck import fsck_volume
+
+    report = fsck_volume(settings, _database(settings), repair=args.repair)
+    emit(args, report.as_dict())
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebox-worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=None, help="override VOICEBOX_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(parent, name: str, handler: Handler, help_text: str):  # type: ignore[no-untyped-def]
+        p = parent.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add(sub, "bootstrap", cmd_bootstrap, "prepare the volume: layout, lease, backup, migrate")
+    p.add_argument("--no-fsck", action="store_true")
+    p = add(sub, "serve", cmd_serve, "run the API standalone (pods, laptops)")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+
+    db = sub.add_parser("db", help="the volume database").add_subparsers(dest="db", required=True)
+    p = add(db, "upgrade", cmd_db_upgrade, "migrate to head (or --to REV), with a backup")
+    p.add_argument("--to", default="head")
+    add(db, "current", cmd_db_current, "revision of the volume database")
+    add(db, "history", cmd_db_history, "revisions this image knows")
+    p = add(db, "downgrade", cmd_db_downgrade, "downgrade to REV (backup first)")
+    p.add_argument("revision")
+    add(db, "check", cmd_db_check, "integrity, revision and schema check")
+    add(db, "backup", cmd_db_backup, "copy the database into db/backups")
+    p = add(db, "restore", cmd_db_restore, "publish a backup as the volume database")
+    p.add_argument("file", help="a name in db/backups or a path")
+    p = add(db, "adopt", cmd_db_adopt, "take a Voicebox data directory into the volume")
+    p.add_argument("data_dir")
+    p.add_argument("--move", action="store_true", help="move files instead of copying")
+
+    vol = sub.add_parser("volume", help="the network volume").add_subparsers(
+        dest="volume", required=True
+    )
+    add(vol, "status", cmd_volume_status, "layout, mount, revision, backups, lease")
+    p = add(vol, "fsck", cmd_volume_fsck, "reconcile files and rows")
+    p.add_argument("--repair", action="store_true")
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Command groups that live beside their code (engines, client, bundles...)."""
+    return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"voicebox-worker: bad setting: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=(args.log_level or settings.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if (args.log_level or settings.log_level).upper() != "DEBUG":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    from backend.db.errors import (
+        DatabaseCorruptError,
+        DatabaseError,
+        SchemaMismatchError,
+    )
+
+    try:
+        return int(args.handler(args, settings))
+    except CommandError as exc:
+        print(f"voicebox-worker: {exc}", file=sys.stderr)
+        return exc.code
+    except (SchemaMismatchError, DatabaseCorruptError) as exc:
+        print(f"voicebox-worker: {exc}", file=sys.stderr)
+        return EXIT_DB
+    except DatabaseError as exc:
+        print(f"voicebox-worker: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The schema, as SQLAlchemy 2.0 typed ORM classes.
+
+Column names follow Voicebox upstream so its clients and exports line up; the extra columns carry what a shared
+volume needs (owner worker, lease expiry, hashes, timings). Paths are relative to ``<volume>/voicebox``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Alembic batch mode needs named constraints to drop or recreate them on SQLite.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as Voicebox stores it (its clients parse ISO strings without an offset)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Profile(Base):
+    __tablename__ = "profiles"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(10), default="en")
+    avatar_path: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    samples: Mapped[list[ProfileSample]] = relationship(
+        back_populates="profile",
+        order_by="(ProfileSample.created_at, ProfileSample.id)",
+        cascade="all, delete-orphan",
+    )
+
+
+class ProfileSample(Base):
+    __tablename__ = "profile_samples"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    profile_id: Mapped[str] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    audio_path: Mapped[str] = mapped_column(String(500))
+    reference_text: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    duration: Mapped[float | None] = mapped_column(Float)
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    profile: Mapped[Profile] = relationship(back_populates="samples")
+
+    __table_args__ = (
+        Index("ix_profile_samples_profile_created", "profile_id", "created_at", "id"),
+    )
+
+
+class Generation(Base):
+    """One synthesis: its history row and, once complete, its audio file.
+
+    Life: ``generating`` (intent row: owner + lease expiry) → ``completed`` (file durable, size + sha256) or
+    ``failed`` / ``cancelled``. History survives profile deletion: ``profile_id`` goes NULL, ``profile_name`` stays.
+    """
+
+    __tablename__ = "generations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    profile_id: Mapped[str | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="SET NULL"), nullable=True
+    )
+    profile_name: Mapped[str | None] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(10), default="en")
+    audio_path: Mapped[str | None] = mapped_column(String(500))
+    duration: Mapped[float | None] = mapped_column(Float)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    instruct: Mapped[str | None] = mapped_column(Text)
+    engine: Mapped[str] = mapped_column(String(50), default="qwen")
+    model_size: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="completed")
+    error: Mapped[str | None] = mapped_column(Text)
+    is_favorited: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(50), default="manual")
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    owner_worker_id: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    queue_wait_seconds: Mapped[float | None] = mapped_column(Float)
+    model_load_seconds: Mapped[float | None] = mapped_column(Float)
+    synthesis_seconds: Mapped[float | None] = mapped_column(Float)
+    rtf: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_generations_profile_created", "profile_id", "created_at"),
+        Index("ix_generations_created", "created_at"),
+        Index("ix_generations_status_lease", "status", "lease_expires_at"),
+        Index("ix_generations_request_id", "request_id", unique=True),
+    )

@@ -1,0 +1,432 @@
+"""The SQLite database on a shared network volume: the "leased snapshot swap".
+
+Why this shape (DESIGN §4, ``reference/notes/persistence.md``): on a FUSE network volume SQLite's own locks and
+page cache cannot be trusted across workers — measured, that lost committed rows silently. So SQLite never opens
+the shared file. Each worker keeps a local copy and reads from it; a write takes a cross-worker lease, pulls the
+shared file if it changed, runs the transaction on a private work copy, checks the fence (lease still ours, shared
+file unchanged since the pull) and publishes by replacing the shared file whole. The filesystem only has to give
+atomic rename and exclusive create. A SIGKILL at any instant leaves the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from backend.config import Settings
+from backend.db.errors import (
+    DatabaseCorruptError,
+    DatabaseError,
+    LeaseTimeoutError,
+    SchemaMismatchError,
+    WriteConflictError,
+)
+
+log = logging.getLogger(__name__)
+
+StatKey = tuple[int, int, int]
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """What identifies one published version of the shared file (it is only ever replaced whole)."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable; some filesystems refuse to open directories, which we tolerate."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _configure_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    mode = cursor.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+    if str(mode).lower() != "delete":  # WAL must never be on: read the mode back, SQLite can refuse
+        raise DatabaseError(f"SQLite refused journal_mode=DELETE (got {mode!r})")
+    cursor.close()
+
+
+def sqlite_engine(path: Path) -> Engine:
+    """An engine on one local file: no pool (files are swapped underneath), FKs on, never WAL."""
+    engine = create_engine(
+        f"sqlite:///{path}",
+        poolclass=NullPool,
+        connect_args={"check_same_thread": False},
+    )
+    event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
+def integrity_check(path: Path) -> str:
+    """``ok`` or SQLite's first complaint; a file SQLite cannot read at all is reported, not raised."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return f"unreadable: {exc}"
+
+
+def read_revision(path: Path) -> str | None:
+    """The Alembic revision stored in a database file, or None when it has no version table."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        has_table = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+        ).fetchone()
+        if not has_table:
+            return None
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+class _ReadWriteLock:
+    """Many readers of the local copy, or one swapper of it: a file is never replaced under an open session."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+@dataclass
+class WorkCopy:
+    """A private copy of the database being changed under the lease; ``publish=False`` discards it."""
+
+    path: Path
+    base_revision: str | None
+    publish: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class DatabaseStats:
+    pulls: int = 0
+    publishes: int = 0
+    writes: int = 0
+    fence_failures: int = 0
+
+
+class VolumeDatabase:
+    """Reads from a local copy, writes under a lease with fencing, publishes by atomic replace.
+
+    ``expected_revision`` is the Alembic head of this code: a write refuses a database at any other revision,
+    so an older image never writes a schema it does not know (and a newer one waits for the migration).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        expected_revision: str | None = None,
+        before_publish: Callable[[WorkCopy], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.shared_path = settings.db_path
+        self.lease_path = settings.lease_path
+        self.local_dir = settings.local_dir
+        self.local_path = self.local_dir / "voicebox.db"
+        self.expected_revision = expected_revision
+        self.before_publish = before_publish
+        self.stats = DatabaseStats()
+        self._pulled: StatKey | None = None
+        self._local_revision: str | None = None
+        self._last_check = 0.0
+        self._rw = _ReadWriteLock()
+        self._write_mutex = threading.Lock()
+        self._refresh_mutex = threading.Lock()
+        self._engine: Engine | None = None
+
+    # ---------------------------------------------------------------- reads
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session on the local copy, refreshed first when the shared file has changed."""
+        self.refresh()
+        with self._rw.shared():
+            session = Session(self._local_engine(), expire_on_commit=False)
+            try:
+                yield session
+            finally:
+                session.rollback()
+                session.close()
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Pull the shared file if it changed since the last pull; at most every ``db_refresh_seconds``."""
+        now = time.monotonic()
+        if not force and self._pulled and now - self._last_check < self.settings.db_refresh_seconds:
+            return False
+        with self._refresh_mutex:
+            self._last_check = now
+            try:
+                current = stat_key(os.stat(self.shared_path))
+            except FileNotFoundError:
+                raise DatabaseError(
+                    f"no database at {self.shared_path}: run `voicebox-worker bootstrap` first"
+                ) from None
+            if current == self._pulled and self.local_path.exists():
+                return False
+            self._pull()
+            return True
+
+    def _pull(self) -> None:
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.local_dir / f"pull-{uuid.uuid4().hex}.db"
+        try:
+            # An open descriptor pins one inode: the copy is one published version even if a peer replaces it.
+            with open(self.shared_path, "rb") as src, open(tmp, "wb") as dst:
+                key = stat_key(os.fstat(src.fileno()))
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+            try:
+                revision = read_revision(tmp)
+            except sqlite3.DatabaseError as exc:
+                raise DatabaseCorruptError(
+                    f"the shared database {self.shared_path} is not a readable SQLite file ({exc}); "
+                    "restore the latest backup with `voicebox-worker db restore`"
+                ) from exc
+            with self._rw.exclusive():
+                os.replace(tmp, self.local_path)
+                self._pulled = key
+                self._local_revision = revision
+            self.stats.pulls += 1
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _local_engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = sqlite_engine(self.local_path)
+        return self._engine
+
+    @property
+    def local_revision(self) -> str | None:
+        return self._local_revision
+
+    # ---------------------------------------------------------------- writes
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One unit of work: commit, fence and publish on a clean exit; nothing published if it raises."""
+        with self.write_file() as work:
+            engine = sqlite_engine(work.path)
+            session = Session(engine, expire_on_commit=False)
+            try:
+                yield session
+                session.flush()
+                raw = session.connection().connection.driver_connection
+                changed = raw is not None and raw.total_changes > 0
+                session.commit()
+                work.publish = changed
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+                engine.dispose()
+        self.stats.writes += 1
+
+    @contextmanager
+    def write_file(self, *, check_schema: bool = True) -> Iterator[WorkCopy]:
+        """The lease-held cycle on a file level: used by ``write`` and by migrations and restores."""
+        with self._write_mutex, self.lease() as held:
+            if self.shared_path.exists():
+                self.refresh(force=True)
+            else:
+                self._pulled = None
+            base = self._pulled
+            if check_schema:
+                self._check_schema()
+            self.local_dir.mkdir(parents=True, exist_ok=True)
+            work = WorkCopy(
+                path=self.local_dir / f"work-{uuid.uuid4().hex}.db",
+                base_revision=self._local_revision if base else None,
+            )
+            try:
+                if base is not None:
+                    with self._rw.shared():
+                        shutil.copyfile(self.local_path, work.path)
+                yield work
+                if not work.publish:
+                    return
+                if self.before_publish is not None:
+                    self.before_publish(work)
+                self._fence(held, base)
+                published = self._publish(work.path)
+                with self._rw.exclusive():
+                    os.replace(work.path, self.local_path)
+                    self._pulled = published
+                    self._local_revision = read_revision(self.local_path)
+                self.stats.publishes += 1
+            finally:
+                work.path.unlink(missing_ok=True)
+                Path(f"{work.path}-journal").unlink(missing_ok=True)
+
+    def _check_schema(self) -> None:
+        if self.expected_revision is None or self._pulled is None:
+            return
+        found = self._local_revision
+        if found != self.expected_revision:
+            raise SchemaMismatchError(
+                f"the volume database is at revision {found!r} but this worker's code expects "
+                f"{self.expected_revision!r}; "
+                + (
+                    "it was migrated by a newer image — this worker will not write to it"
+                    if found is not None
+                    else "it has no revision — run `voicebox-worker bootstrap`"
+                )
+            )
+
+    # ---------------------------------------------------------------- lease + fence + publish
+    @contextmanager
+    def lease(self) -> Iterator[_HeldLease]:
+        """Hold the volume-wide write lease; a killed holder is taken over after ``lease_seconds``."""
+        from filelock import SoftFileLease, Timeout
+
+        self.lease_path.parent.mkdir(parents=True, exist_ok=True)
+        held = _HeldLease()
+        lease = SoftFileLease(
+            str(self.lease_path),
+            lease_duration=self.settings.lease_seconds,
+            on_compromise=held.mark_compromised,
+        )
+        try:
+            lease.acquire(timeout=self.settings.lease_timeout)
+        except Timeout:
+            raise LeaseTimeoutError(
+                f"the database lease ({self.lease_path.name}) stayed busy for "
+                f"{self.settings.lease_timeout:g} s; another worker is writing — retry"
+            ) from None
+        held.lease = lease
+        held.token = lease.token
+        try:
+            yield held
+        finally:
+            lease.release()
+
+    def _fence(self, held: _HeldLease, base: StatKey | None) -> None:
+        reason = held.lost_reason(self.lease_path)
+        if reason is None:
+            try:
+                now = stat_key(os.stat(self.shared_path))
+            except FileNotFoundError:
+                now = None
+            if now != base:
+                reason = "the shared database changed since it was pulled"
+        if reason is not None:
+            self.stats.fence_failures += 1
+            raise WriteConflictError(f"write not published: {reason}; retry the request")
+
+    def _publish(self, work_path: Path) -> StatKey:
+        """Backup API into a temp file beside the shared one → fsync → os.replace → fsync(dir)."""
+        db_dir = self.shared_path.parent
+        tmp = db_dir / f"{self.shared_path.name}.tmp-{uuid.uuid4().hex}"
+        try:
+            src = sqlite3.connect(str(work_path))
+            dst = sqlite3.connect(str(tmp))
+            try:
+                dst.execute("PRAGMA journal_mode=OFF")
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.shared_path)
+            fsync_dir(db_dir)
+            return stat_key(os.stat(self.shared_path))
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def scalar(self, sql: str) -> object:
+        """A one-value read, for health and status answers."""
+        with self.read() as session:
+            return session.execute(text(sql)).scalar()
+
+
+class _HeldLease:
+    """Our own compromise flag: filelock keeps ``is_locked`` True after a takeover, so we track loss ourselves."""
+
+    def __init__(self) -> None:
+        self.lease: object | None = None
+        self.token: str | None = None
+        self.compromised: str | None = None
+
+    def mark_compromised(self, compromise: object) -> None:
+        self.compromised = str(getattr(compromise, "reason", "compromised"))
+
+    def lost_reason(self, lease_path: Path) -> str | None:
+        """Why the lease is no longer ours, checked now (the heartbeat may not have noticed a pause yet)."""
+        if self.compromised:
+            return f"the lease was lost ({self.compromised})"
+        lease = self.lease
+        if lease is None:
+            return "the lease is not held"
+        if getattr(lease, "compromise", None) is not None:
+            return f"the lease was lost ({lease.compromise.reason})"  # type: ignore[attr-defined]
+        token = self.token
+        try:
+            marker = lease_path.read_text(errors="replace")
+        except OSError:
+            return "the lease marker is gone"
+        if not token or token not in marker:
+            return "another worker took the lease over"
+        return None

@@ -1,0 +1,1 @@
+"""Files on the volume: atomic blob writes and audio codecs."""

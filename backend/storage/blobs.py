@@ -1,0 +1,127 @@
+"""Atomic files on the volume, addressed by paths relative to ``<volume>/voicebox``.
+
+Why: a worker can be SIGKILLed at any instant and a peer may read the same folder. Every write goes to a temp file
+in ``voicebox/.tmp/`` → fsync → ``os.replace`` → fsync(dir), so a reader sees the whole file or none. Names are
+never reused, and relative paths mean the database survives the volume being mounted elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from backend.config import Settings
+from backend.db.volume_db import fsync_dir
+
+
+class UnsafePathError(ValueError):
+    """A relative path that would leave the data folder (absolute, ``..``, backslashes)."""
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    rel_path: str
+    size: int
+    sha256: str
+
+
+def safe_relative(rel: str) -> PurePosixPath:
+    if not rel or "\\" in rel or "\x00" in rel:
+        raise UnsafePathError(f"unsafe path {rel!r}")
+    path = PurePosixPath(rel)
+    if path.is_absolute() or any(part in ("..", "") for part in path.parts):
+        raise UnsafePathError(f"unsafe path {rel!r}")
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class BlobStore:
+    def __init__(self, settings: Settings) -> None:
+        self.root = settings.data_dir
+        self.tmp_dir = settings.tmp_dir
+        self.trash_dir = settings.trash_dir
+
+    def path(self, rel: str) -> Path:
+        return self.root.joinpath(*safe_relative(rel).parts)
+
+    def exists(self, rel: str) -> bool:
+        return self.path(rel).is_file()
+
+    def open(self, rel: str) -> BinaryIO:
+        return open(self.path(rel), "rb")
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.path(rel).read_bytes()
+
+    def new_tmp_path(self, suffix: str = "") -> Path:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.tmp_dir / f"{uuid.uuid4().hex}{suffix}.part"
+
+    def write_bytes(self, rel: str, data: bytes) -> StoredBlob:
+        return self.write_chunks(rel, [data])
+
+    def write_chunks(self, rel: str, chunks: Iterable[bytes]) -> StoredBlob:
+        tmp = self.new_tmp_path()
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._commit(tmp, rel)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return StoredBlob(rel, size, digest.hexdigest())
+
+    def write_file(self, rel: str, source: Path, *, move: bool = False) -> StoredBlob:
+        """Store a file already on disk; ``move`` when it is a staged temp file on the same volume."""
+        if move and source.parent == self.tmp_dir:
+            with open(source, "rb+") as handle:
+                os.fsync(handle.fileno())
+            digest = sha256_file(source)
+            size = source.stat().st_size
+            self._commit(source, rel)
+            return StoredBlob(rel, size, digest)
+        with open(source, "rb") as handle:
+            return self.write_chunks(rel, iter(lambda: handle.read(1024 * 1024), b""))
+
+    def _commit(self, tmp: Path, rel: str) -> None:
+        target = self.path(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+
+    def delete(self, rel: str | None) -> bool:
+        if not rel:
+            return False
+        try:
+            self.path(rel).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def delete_tree(self, rel: str) -> None:
+        shutil.rmtree(self.path(rel), ignore_errors=True)
+
+    def move_to_trash(self, rel: str) -> str:
+        target = self.trash_dir / f"{uuid.uuid4().hex}-{safe_relative(rel).name}"
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(rel), target)
+        return target.name

@@ -1,0 +1,69 @@
+"""Shared fixtures: a temporary volume and its settings.
+
+Each area keeps its own fixtures in ``tests/support/<area>.py``; they are registered here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from backend.config import Settings, load_settings  # noqa: E402
+
+pytest_plugins: list[str] = []
+
+
+def volume_env(volume: Path, local: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "VOICEBOX_VOLUME": str(volume),
+        "VOICEBOX_LOCAL_DIR": str(local),
+        "VOICEBOX_DB_REFRESH_SECONDS": "0",
+        "VOICEBOX_LEASE_SECONDS": "2",
+        "VOICEBOX_LEASE_TIMEOUT": "60",
+        "VOICEBOX_TTS_MODEL": "fake",
+        "VOICEBOX_STT_MODEL": "fake",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def volume_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "volume"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, volume_dir: Path):
+    """Settings for one simulated worker on the shared temp volume (each gets its own local dir)."""
+    counter = {"n": 0}
+
+    def factory(**extra: str) -> Settings:
+        counter["n"] += 1
+        local = tmp_path / f"local-{counter['n']}"
+        env = volume_env(volume_dir, local, VOICEBOX_WORKER_ID=f"w{counter['n']}", **extra)
+        return load_settings(env)
+
+    return factory
+
+
+@pytest.fixture
+def subprocess_env(tmp_path: Path, volume_dir: Path):
+    """Environment for worker subprocesses on the same temp volume."""
+
+    def factory(name: str, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(volume_env(volume_dir, tmp_path / f"local-{name}", VOICEBOX_WORKER_ID=name))
+        env.update(extra)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        return env
+
+    return factory

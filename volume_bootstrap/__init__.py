@@ -1,0 +1,1 @@
+"""Cold start of a worker on the network volume."""

@@ -1,0 +1,118 @@
+"""The volume's folders, a writability probe, and what filesystem the volume is.
+
+Why probe before creating anything: a read-only or full volume must stop the cold start with one clear line and
+leave nothing half-created; a missing volume must not be silently replaced by an empty folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.config import Settings
+from backend.db.errors import VolumeError
+
+LAYOUT = (
+    "voicebox",
+    "voicebox/db",
+    "voicebox/db/backups",
+    "voicebox/profiles",
+    "voicebox/generations",
+    "voicebox/cache",
+    "voicebox/cache/prompts",
+    "voicebox/exports",
+    "voicebox/imports",
+    "voicebox/.tmp",
+    "voicebox/trash",
+    "huggingface",
+)
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    mount_point: str
+    fstype: str
+    source: str
+    options: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "mount_point": self.mount_point,
+            "fstype": self.fstype,
+            "source": self.source,
+            "options": self.options,
+        }
+
+
+def mount_info(path: Path, mounts_file: Path = Path("/proc/mounts")) -> MountInfo | None:
+    """The mount that holds ``path`` (longest matching mount point), from /proc/mounts."""
+    try:
+        lines = mounts_file.read_text().splitlines()
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best: MountInfo | None = None
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        source, point, fstype, options = parts[:4]
+        point = point.replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > len(best.mount_point)):
+            best = MountInfo(point, fstype, source, options)
+    return best
+
+
+def _explain(exc: OSError, volume: Path) -> str:
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"the volume {volume} is read-only or not writable ({exc.strerror})"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the volume {volume} is full ({exc.strerror}); free space or grow the volume"
+    return f"the volume {volume} cannot be written ({exc.strerror or exc})"
+
+
+def probe_writable(volume: Path) -> None:
+    """Exclusive-create, fsync, rename and unlink one small file at the volume root."""
+    name = f".voicebox-probe-{uuid.uuid4().hex}"
+    first, second = volume / name, volume / f"{name}.renamed"
+    try:
+        fd = os.open(first, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, b"probe")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(first, second)
+    except OSError as exc:
+        raise VolumeError(_explain(exc, volume)) from exc
+    finally:
+        first.unlink(missing_ok=True)
+        second.unlink(missing_ok=True)
+
+
+def ensure_layout(settings: Settings) -> list[str]:
+    """Create missing folders; returns those it created (empty on a ready volume: idempotent)."""
+    volume = settings.volume
+    if not volume.is_dir():
+        if settings.volume_source.startswith("local stand-in"):
+            volume.mkdir(parents=True, exist_ok=True)
+        else:
+            raise VolumeError(
+                f"the volume {volume} ({settings.volume_source}) does not exist; attach a network volume "
+                "to the endpoint or set VOICEBOX_VOLUME to an existing folder"
+            )
+    probe_writable(volume)
+    created = []
+    try:
+        for rel in LAYOUT:
+            path = volume / rel
+            if not path.is_dir():
+                path.mkdir(parents=True, exist_ok=True)
+                created.append(rel)
+    except OSError as exc:
+        raise VolumeError(_explain(exc, volume)) from exc
+    return created

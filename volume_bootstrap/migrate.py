@@ -1,0 +1,271 @@
+"""Alembic, run from code, on a work copy of the volume database under the lease.
+
+Why a work copy: the upgrade happens in a private file; only after ``integrity_check`` does the result replace
+the shared database (the fence and atomic publish of ``VolumeDatabase.write_file``). Why ``BEGIN IMMEDIATE``:
+pysqlite does not make DDL transactional, so a kill between two batch operations used to leave a half-migrated
+file; with the transaction issued by SQLAlchemy, SQLite's journal rolls it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
+from backend.config import Settings
+from backend.db.errors import DatabaseCorruptError, SchemaMismatchError
+from backend.db.volume_db import VolumeDatabase, WorkCopy, fsync_dir, integrity_check, read_revision
+
+log = logging.getLogger(__name__)
+
+
+def migrations_dir() -> Path:
+    import migrations
+
+    return Path(migrations.__file__).parent
+
+
+def alembic_config(connection: object | None = None):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def script_directory():  # type: ignore[no-untyped-def]
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    head = script_directory().get_current_head()
+    assert head is not None
+    return head
+
+
+def known_revisions() -> list[str]:
+    """Revisions of this code, oldest first."""
+    return [rev.revision for rev in reversed(list(script_directory().walk_revisions()))]
+
+
+def migration_engine(path: Path) -> Engine:
+    """An engine whose transactions are ``BEGIN IMMEDIATE`` and include DDL; FKs off while tables move."""
+    engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        dbapi_conn.isolation_level = (
+            None  # SQLAlchemy, not pysqlite, decides where transactions start
+        )
+        dbapi_conn.execute("PRAGMA foreign_keys=OFF")
+        dbapi_conn.execute("PRAGMA journal_mode=DELETE")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def upgrade_file(path: Path, target: str = "head") -> None:
+    from alembic import command
+
+    engine = migration_engine(path)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), target)
+            problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if problems:
+                raise DatabaseCorruptError(
+                    f"foreign key check failed after upgrade: {problems[:5]}"
+                )
+    finally:
+        engine.dispose()
+
+
+def downgrade_file(path: Path, target: str) -> None:
+    from alembic import command
+
+    engine = migration_engine(path)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), target)
+    finally:
+        engine.dispose()
+
+
+def stamp_file(path: Path, revision: str) -> None:
+    from alembic import command
+
+    engine = migration_engine(path)
+    try:
+        with engine.begin() as conn:
+            command.stamp(alembic_config(conn), revision)
+    finally:
+        engine.dispose()
+
+
+def schema_differences(path: Path) -> list[object]:
+    """What differs between a database file and this code's models (empty when they match)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from backend.db.models import Base
+
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def user_tables(path: Path) -> set[str]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+            "AND name != 'alembic_version'"
+        ).fetchall()
+        return {row[0] for row in rows}
+    finally:
+        conn.close()
+
+
+@dataclass
+class MigrationResult:
+    action: str  # created | upgraded | current | adopted
+    from_revision: str | None
+    to_revision: str
+    backup: str | None = None
+    seconds: float = 0.0
+    adoption: dict[str, object] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def backup_shared(settings: Settings, revision: str | None) -> Path:
+    """Copy the (immutable, only ever replaced) shared file into ``db/backups`` and keep the newest N."""
+    settings.backups_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = settings.backups_dir / f"voicebox-{revision or 'none'}-{stamp}.db"
+    tmp = settings.backups_dir / f".{target.name}.partial"
+    with open(settings.db_path, "rb") as src, open(tmp, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, target)
+    fsync_dir(settings.backups_dir)
+    prune_backups(settings)
+    return target
+
+
+def list_backups(settings: Settings) -> list[Path]:
+    """Newest first."""
+    if not settings.backups_dir.is_dir():
+        return []
+    return sorted(settings.backups_dir.glob("voicebox-*.db"), key=lambda p: p.name, reverse=True)
+
+
+def prune_backups(settings: Settings) -> None:
+    for old in list_backups(settings)[settings.backups_keep :]:
+        old.unlink(missing_ok=True)
+
+
+def _corrupt_message(settings: Settings, detail: str) -> str:
+    backups = list_backups(settings)
+    hint = (
+        f"restore the latest backup: voicebox-worker db restore {backups[0].name}"
+        if backups
+        else "no backup exists on the volume"
+    )
+    return f"the shared database {settings.db_path} is corrupt ({detail}); {hint}"
+
+
+def migrate_volume(
+    settings: Settings, db: VolumeDatabase, *, target: str = "head", adopt_legacy: bool = True
+) -> MigrationResult:
+    """Bring the shared database to ``target``: create, adopt, or back up and upgrade — once, under the lease."""
+    started = time.monotonic()
+    head = head_revision() if target == "head" else target
+    known = known_revisions()
+
+    # Fast path without the lease: most cold starts find the database already at head.
+    if settings.db_path.exists():
+        db.refresh(force=True)
+        _check_integrity(settings, db.local_path)
+        if db.local_revision == head:
+            return MigrationResult("current", head, head, seconds=time.monotonic() - started)
+        _refuse_unknown(db.local_revision, known, head)
+
+    result: MigrationResult | None = None
+    with db.write_file(check_schema=False) as work:
+        result = _migrate_work_copy(settings, work, head, known, adopt_legacy)
+    assert result is not None
+    result.seconds = time.monotonic() - started
+    log.info("database %s: %s -> %s", result.action, result.from_revision, result.to_revision)
+    return result
+
+
+def _refuse_unknown(found: str | None, known: list[str], head: str) -> None:
+    if found is not None and found not in known:
+        raise SchemaMismatchError(
+            f"the volume database is at revision {found!r}, which this image does not know "
+            f"(its newest is {head!r}); a newer image migrated it — deploy that image, "
+            "this worker will not run against the new schema"
+        )
+
+
+def _check_integrity(settings: Settings, path: Path) -> None:
+    verdict = integrity_check(path)
+    if verdict != "ok":
+        raise DatabaseCorruptError(_corrupt_message(settings, verdict))
+
+
+def _migrate_work_copy(
+    settings: Settings, work: WorkCopy, head: str, known: list[str], adopt_legacy: bool
+) -> MigrationResult:
+    exists = work.path.exists()
+    if exists:
+        _check_integrity(settings, work.path)
+    found = read_revision(work.path) if exists else None
+    if exists and found == head:
+        work.publish = False  # a peer migrated while we waited for the lease
+        return MigrationResult("current", found, head)
+    _refuse_unknown(found, known, head)
+    if found is not None and known.index(found) > known.index(head):
+        work.publish = False
+        raise SchemaMismatchError(
+            f"refusing to downgrade automatically from {found!r} to {head!r}; "
+            "use `voicebox-worker db downgrade` or restore a backup"
+        )
+
+    backup = str(backup_shared(settings, found).name) if exists else None
+    adoption = None
+    action = "upgraded" if exists else "created"
+    if exists and found is None and user_tables(work.path):
+        if not adopt_legacy:
+            raise SchemaMismatchError("the database has tables but no revision; adopt it first")
+        from volume_bootstrap.adopt import adopt_database_file
+
+        adoption = adopt_database_file(settings, work.path)
+        action = "adopted"
+    upgrade_file(work.path, head)
+    _check_integrity(settings, work.path)
+    if read_revision(work.path) != head:
+        raise DatabaseCorruptError(f"upgrade did not reach {head!r}")
+    return MigrationResult(action, found, head, backup=backup, adoption=adoption)
