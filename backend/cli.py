@@ -56,13 +56,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from backend.app import create_app
+    from backend.services.container import Services
     from volume_bootstrap.bootstrap import bootstrap
 
     settings = settings.with_overrides(
         host=args.host or settings.host, port=args.port or settings.port
     )
     print(bootstrap(settings).as_json(), flush=True)
-    app = create_app(settings)
+    app = create_app(settings, services=Services.for_worker(settings))
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
     return EXIT_OK
 
@@ -220,6 +221,16 @@ def cmd_volume_fsck(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_volume_probe(args: argparse.Namespace, settings: Settings) -> int:
+    from volume_bootstrap.layout import ensure_layout
+    from volume_bootstrap.probe import run_probe
+
+    ensure_layout(settings)
+    report = run_probe(settings, quick=args.quick, peer_wait=args.peer_wait)
+    emit(args, report.as_dict())
+    return EXIT_OK if "BROKEN" not in json.dumps(report.verdict) else EXIT_DB
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebox-worker", description=__doc__.splitlines()[0])
@@ -259,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     add(vol, "status", cmd_volume_status, "layout, mount, revision, backups, lease")
     p = add(vol, "fsck", cmd_volume_fsck, "reconcile files and rows")
     p.add_argument("--repair", action="store_true")
+    p = add(vol, "probe", cmd_volume_probe, "measure what this volume guarantees")
+    p.add_argument("--quick", action="store_true", help="fewer rounds, 1 MB publish only")
+    p.add_argument(
+        "--peer-wait", type=float, default=0.0, help="seconds to wait for a second worker's probe"
+    )
 
     for register in _extensions():
         register(sub)
@@ -266,8 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """Command groups that live beside their code (engines, client, bundles...)."""
-    return []
+    """Command groups that live beside their code: models, profiles bundles, the remote client."""
+    from backend.client.cli import add_commands as client_commands
+    from backend.engines.cli import add_commands as model_commands
+    from backend.services.bundles_cli import add_commands as bundle_commands
+
+    return [model_commands, bundle_commands, client_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

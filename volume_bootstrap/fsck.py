@@ -171,10 +171,12 @@ def _check_files(
                 select(Generation.id, Generation.audio_path).where(Generation.status == "completed")
             ),
         ]
-        pending_paths = set(
+        # Any row still naming a file keeps it (a failed or adopted row may); only completed rows
+        # are expected to have one, so only those are reported when it is missing.
+        other_paths = set(
             session.scalars(
                 select(Generation.audio_path).where(
-                    Generation.status.in_(ACTIVE_STATUSES), Generation.audio_path.is_not(None)
+                    Generation.status != "completed", Generation.audio_path.is_not(None)
                 )
             )
         )
@@ -184,7 +186,7 @@ def _check_files(
         referenced.add(rel)
         if not blobs.exists(rel):
             report.missing_files.append(f"{row_id}:{rel}")
-    referenced |= pending_paths
+    referenced |= other_paths
     now = time.time()
     seen = 0
     for top in ("profiles", "generations"):

@@ -266,6 +266,12 @@ def _migrate_work_copy(
         action = "adopted"
     upgrade_file(work.path, head)
     _check_integrity(settings, work.path)
+    if adoption is not None:
+        diffs = schema_differences(work.path)
+        if diffs:
+            raise SchemaMismatchError(
+                f"the adopted database does not match this schema: {diffs[:5]}"
+            )
     if read_revision(work.path) != head:
         raise DatabaseCorruptError(f"upgrade did not reach {head!r}")
     return MigrationResult(action, found, head, backup=backup, adoption=adoption)

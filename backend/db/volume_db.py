@@ -201,8 +201,7 @@ class VolumeDatabase:
             try:
                 yield session
             finally:
-                session.rollback()
-                session.close()
+                session.close()  # ends the transaction; loaded rows stay readable (detached, not expired)
 
     def refresh(self, *, force: bool = False) -> bool:
         """Pull the shared file if it changed since the last pull; at most every ``db_refresh_seconds``."""

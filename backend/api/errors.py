@@ -1,0 +1,93 @@
+"""The one place service and database failures become HTTP answers.
+
+Why one place: routes stay thin (no try/except per route), and a 404 raised deep in a service can never be
+rewritten into a 500 by a broad ``except Exception`` in a handler, which is how Voicebox answered 500 for
+missing profiles. Answers keep Voicebox's ``{"detail": ...}`` shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from backend.db.errors import (
+    DatabaseCorruptError,
+    DatabaseError,
+    LeaseTimeoutError,
+    SchemaMismatchError,
+    VolumeError,
+    WriteConflictError,
+)
+from backend.services.errors import (
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceError,
+    ValidationError,
+)
+from backend.storage.audio import AudioValidationError
+from backend.storage.blobs import UnsafePathError
+
+log = logging.getLogger("voicebox.api")
+
+#: service error → status; the first matching class wins (subclasses before bases).
+STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (PayloadTooLargeError, 413),
+    (ValidationError, 400),
+    (ServiceError, 400),
+)
+RETRY_AFTER_SECONDS = "5"
+
+
+def status_for(exc: Exception) -> int:
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def _detail(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return _detail(status_for(exc), exc.message)
+
+
+async def _audio_error(_request: Request, exc: Exception) -> JSONResponse:
+    return _detail(400, str(exc))
+
+
+async def _unsafe_path(_request: Request, exc: Exception) -> JSONResponse:
+    return _detail(400, f"refused: {exc}")
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, LeaseTimeoutError | WriteConflictError):
+        log.warning("database busy: %s", exc)
+        return _detail(503, str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
+    if isinstance(exc, SchemaMismatchError | DatabaseCorruptError | VolumeError):
+        log.error("database unusable: %s", exc)
+        return _detail(503, str(exc))
+    log.error("database error: %s", exc)
+    return _detail(503, str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    ref = uuid.uuid4().hex[:12]
+    log.exception("unhandled error %s on %s %s", ref, request.method, request.url.path)
+    return _detail(500, f"internal error (reference {ref}); the worker log has the details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(AudioValidationError, _audio_error)
+    app.add_exception_handler(UnsafePathError, _unsafe_path)
+    app.add_exception_handler(DatabaseError, _database_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,30 @@
+"""``GET /exports/{name}``: fetch a file the worker wrote to ``voicebox/exports/`` (a spilled RunPod answer,
+a library export). Names only — never paths — so no request can read outside that folder.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from starlette.responses import FileResponse
+
+from backend.api.deps import content_disposition, get_services
+from backend.services.common import volume_file
+from backend.services.container import Services
+from backend.services.errors import NotFoundError
+
+router = APIRouter(tags=["exports"])
+
+
+@router.get("/exports/{name}", response_class=FileResponse)
+def get_export(name: str, services: Services = Depends(get_services)) -> FileResponse:
+    path = volume_file(services.settings.exports_dir, name, what="export")
+    if not path.is_file():
+        raise NotFoundError(f"no export named {name!r} in voicebox/exports/")
+    media = "application/zip" if name.endswith(".zip") else "application/octet-stream"
+    if name.endswith((".wav", ".flac", ".mp3", ".opus", ".ogg")):
+        from backend.storage.audio import content_type
+
+        media = content_type(name.rsplit(".", 1)[1])
+    return FileResponse(
+        path, media_type=media, headers={"Content-Disposition": content_disposition(name)}
+    )

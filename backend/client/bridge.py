@@ -1,0 +1,288 @@
+"""Local bridge: the Voicebox HTTP API on localhost, each request forwarded as a RunPod job.
+
+Why: the Voicebox desktop app (remote-server mode) and Voicebox scripts speak plain HTTP to one
+server. A serverless endpoint only takes jobs. The bridge sits between them on the user's machine,
+so the app works unchanged against a serverless GPU: multipart uploads become base64 ``files`` +
+``form`` in the envelope, binary answers are decoded and served with their content type, and the
+server's status codes and ``detail`` messages come through as they are.
+
+What cannot work through jobs, and what the bridge does instead (documented in docs/client.md):
+- ``GET /generate/{id}/status`` (SSE) is **emulated**: the bridge polls ``GET /history/{id}``
+  through jobs and emits ``data: {id, status, duration, error}`` events until the generation is
+  completed or failed.
+- Other progress streams (``/models/progress/{name}``, ``/generate/progress/{id}``,
+  ``/events/speak``, ``/models/migrate/progress``) answer **501** with a message: a job cannot
+  stream, and polling model downloads would keep a GPU worker awake.
+- ``/shutdown`` answers 501: the bridge cannot stop a serverless worker (RunPod scales it down when
+  idle).
+
+Cost guard: ``GET /health`` answers are cached for ``health_ttl`` seconds. The desktop app polls
+health often, and every forwarded request is a job that keeps (or wakes) a billed worker.
+
+Safety: the bridge spends the user's RunPod credit, so it listens on loopback by default and refuses
+browser requests whose ``Origin`` is not an allowed local app origin (a web page must not be able to
+drive it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from backend.client.client import Answer, VoiceboxClient
+from backend.client.errors import (
+    AuthError,
+    ClientError,
+    ConfigError,
+    JobCancelled,
+    JobFailed,
+    JobTimedOut,
+    PayloadTooLarge,
+    ResultExpired,
+    ResultMissing,
+    ResultOnVolume,
+    TransportError,
+)
+
+# : Origins of the Voicebox desktop app (Tauri) and its dev server; extend with
+# VOICEBOX_CORS_ORIGINS.
+DEFAULT_ORIGINS = (
+    "tauri://localhost",
+    "http://tauri.localhost",
+    "https://tauri.localhost",
+    "http://localhost:5173",
+    "http://127.0.0.1:5173",
+    "http://localhost:17493",
+    "http://127.0.0.1:17493",
+)
+
+#: Streams the bridge cannot carry: (method, pattern, what to use instead).
+UNSUPPORTED_STREAMS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("GET", re.compile(r"/models/progress/[^/]+"), "poll GET /models/status instead"),
+    ("GET", re.compile(r"/generate/progress/[^/]+"), "poll GET /history/{id} instead"),
+    ("GET", re.compile(r"/models/migrate/progress"), "migration is not available remotely"),
+    ("GET", re.compile(r"/events/speak"), "speak events are not available remotely"),
+    ("POST", re.compile(r"/shutdown"), "RunPod stops idle workers by itself"),
+)
+
+#: Request headers worth forwarding (everything else describes the local connection).
+FORWARDED_HEADERS = ("x-voicebox-client-id", "accept-language")
+#: Answer headers not copied back (the bridge's own response sets framing and type).
+DROPPED_ANSWER_HEADERS = frozenset(
+    {"content-type", "content-length", "content-encoding", "transfer-encoding", "connection"}
+)
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": message, **extra}, status_code=status)
+
+
+def error_response(exc: ClientError) -> JSONResponse:
+    """Map a client error to an HTTP answer the desktop app shows: the message is the point."""
+    if isinstance(exc, PayloadTooLarge):
+        return _error(413, str(exc))
+    if isinstance(exc, JobTimedOut):
+        return _error(504, f"RunPod: {exc}")
+    if isinstance(exc, ResultExpired):
+        return _error(504, f"RunPod: {exc}")
+    if isinstance(exc, JobCancelled):
+        return _error(503, f"RunPod: {exc}")
+    if isinstance(exc, ResultOnVolume):
+        return _error(502, str(exc), export=exc.export)
+    if isinstance(exc, JobFailed | ResultMissing):
+        return _error(502, f"RunPod: {exc}")
+    if isinstance(exc, AuthError):
+        return _error(502, f"RunPod refused the API key: {exc}")
+    if isinstance(exc, TransportError):
+        return _error(502, f"RunPod API unreachable or failing: {exc}")
+    if isinstance(exc, ConfigError):
+        return _error(500, str(exc))
+    return _error(502, str(exc))
+
+
+def answer_response(answer: Answer) -> Response:
+    """The forwarded answer as the Voicebox server would have sent it."""
+    headers = {k: v for k, v in answer.headers.items() if k.lower() not in DROPPED_ANSWER_HEADERS}
+    content_type = answer.content_type or answer.headers.get("content-type")
+    if answer.content is not None:
+        return Response(
+            answer.content,
+            status_code=answer.status_code,
+            media_type=content_type or "application/octet-stream",
+            headers=headers,
+        )
+    if answer.body is None:
+        return Response(status_code=answer.status_code, headers=headers)
+    if isinstance(answer.body, str) and not (content_type or "").startswith("application/json"):
+        return Response(
+            answer.body,
+            status_code=answer.status_code,
+            media_type=content_type or "text/plain",
+            headers=headers,
+        )
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+
+
+def _params(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for key, value in items:
+        if key in params:
+            current = params[key]
+            params[key] = [*current, value] if isinstance(current, list) else [current, value]
+        else:
+            params[key] = value
+    return params
+
+
+def create_bridge_app(
+    client: VoiceboxClient,
+    *,
+    health_ttl: float = 30.0,
+    poll_interval: float = 1.0,
+    allowed_origins: Iterable[str] | None = None,
+) -> FastAPI:
+    """Build the bridge app around ``client`` (blocking client calls run in worker threads)."""
+    origins = list(DEFAULT_ORIGINS if allowed_origins is None else allowed_origins)
+    origins += [
+        o.strip() for o in os.environ.get("VOICEBOX_CORS_ORIGINS", "").split(",") if o.strip()
+    ]
+    app = FastAPI(title="voicebox-worker bridge", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"]
+    )
+    health_cache: dict[str, Any] = {}
+
+    @app.middleware("http")
+    async def origin_guard(request: Request, call_next: Any) -> Response:
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in origins and origin != "null":
+            return _error(403, f"origin {origin} may not use this bridge (VOICEBOX_CORS_ORIGINS)")
+        return await call_next(request)
+
+    async def call(*args: Any, **kwargs: Any) -> Answer:
+        return await asyncio.to_thread(client.request, *args, check=False, **kwargs)
+
+    @app.get("/generate/{generation_id}/status")
+    async def generation_status(generation_id: str) -> StreamingResponse:
+        """SSE emulated by polling ``GET /history/{id}`` through jobs."""
+
+        async def events() -> AsyncIterator[str]:
+            delay = poll_interval
+            while True:
+                try:
+                    answer = await call("GET", f"/history/{generation_id}")
+                except ClientError as exc:
+                    event = {"id": generation_id, "status": "failed", "error": str(exc)}
+                    yield f"data: {json.dumps(event)}\n\n"
+                    return
+                record = answer.body if isinstance(answer.body, dict) else {}
+                if answer.status_code >= 400:
+                    message = record.get("detail") or f"HTTP {answer.status_code}"
+                    event = {"id": generation_id, "status": "failed", "error": message}
+                    yield f"data: {json.dumps(event)}\n\n"
+                    return
+                status = record.get("status") or "completed"
+                event = {
+                    "id": generation_id,
+                    "status": status,
+                    "duration": record.get("duration"),
+                    "error": record.get("error"),
+                    "source": record.get("source"),
+                }
+                yield f"data: {json.dumps(event)}\n\n"
+                if status in {"completed", "failed"}:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 5.0)
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+        )
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def forward(request: Request, path: str) -> Response:
+        method = request.method
+        route = "/" + path
+        for stream_method, pattern, instead in UNSUPPORTED_STREAMS:
+            if method == stream_method and pattern.fullmatch(route):
+                return _error(
+                    501,
+                    f"{method} {route} is not available through the RunPod bridge: a serverless "
+                    f"job cannot stream or hold a connection; {instead}",
+                )
+        is_health = method == "GET" and route == "/health"
+        if is_health and health_cache and time.monotonic() - health_cache["at"] < health_ttl:
+            return answer_response(health_cache["answer"])
+        raw_path = request.scope.get("raw_path", route.encode()).decode("latin-1")
+        params = _params(request.query_params.multi_items())
+        headers = {k: request.headers[k] for k in FORWARDED_HEADERS if k in request.headers}
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body: Any = None
+        files: dict[str, Any] = {}
+        form: dict[str, Any] = {}
+        if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+            data = await request.form()
+            for key, value in data.multi_items():
+                if isinstance(value, str):
+                    form[key] = value
+                else:
+                    files[key] = (
+                        value.filename or "upload.bin",
+                        await value.read(),
+                        value.content_type,
+                    )
+            await data.close()
+        else:
+            raw = await request.body()
+            if raw:
+                if content_type not in {"application/json", ""} and not content_type.endswith(
+                    "+json"
+                ):
+                    return _error(415, f"the bridge forwards JSON or multipart, not {content_type}")
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    return _error(400, "request body is not valid JSON")
+                if not isinstance(body, dict):
+                    return _error(400, "the RunPod envelope carries JSON object bodies only")
+        mode = "sync"
+        if route == "/generate" and method == "POST" and isinstance(body, dict):
+            text = body.get("text")
+            if isinstance(text, str) and len(text) > client.async_threshold:
+                mode = "async"
+        try:
+            answer = await call(
+                method,
+                raw_path,
+                body=body,
+                params=params,
+                headers=headers,
+                files=files or None,
+                form=form or None,
+                mode=mode,
+            )
+        except ValueError as exc:  # a path the envelope cannot carry
+            return _error(400, str(exc))
+        except ClientError as exc:
+            return error_response(exc)
+        if is_health and answer.status_code == 200:
+            health_cache.update(at=time.monotonic(), answer=answer)
+        return answer_response(answer)
+
+    return app
+
+
+def serve(client: VoiceboxClient, *, host: str = "127.0.0.1", port: int = 17493) -> None:
+    """Run the bridge with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_bridge_app(client), host=host, port=port, log_level="info")

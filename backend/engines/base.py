@@ -1,0 +1,110 @@
+"""Engine protocols and the voice prompt value type.
+
+Why protocols: the API, the database and the RunPod handler must never import torch. They talk to whatever sits
+behind these two small interfaces: the real Qwen3-TTS / Whisper engines in production, the deterministic fakes in
+fast tests. ``VoicePrompt`` is plain named numpy arrays plus string metadata so that the prompt cache can store it
+as safetensors and load it back without unpickling anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+#: what every engine produces: float32 mono at this rate (Voicebox's contract)
+OUTPUT_SAMPLE_RATE = 24000
+
+
+@dataclass
+class VoicePrompt:
+    """A reusable voice-clone prompt: named arrays (CPU numpy) and string metadata.
+
+    Engines convert their tensors to numpy here (bfloat16 widened to float32) and back when generating, so the
+    same prompt works on CPU and GPU and survives a restart through the on-volume cache.
+    """
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self.arrays.values()))
+
+    def equals(self, other: VoicePrompt) -> bool:
+        """Exact equality of metadata and arrays (dtype, shape and values); used by tests and cache checks."""
+        if self.meta != other.meta or set(self.arrays) != set(other.arrays):
+            return False
+        return all(
+            self.arrays[k].dtype == other.arrays[k].dtype
+            and self.arrays[k].shape == other.arrays[k].shape
+            and np.array_equal(self.arrays[k], other.arrays[k])
+            for k in self.arrays
+        )
+
+
+@runtime_checkable
+class TTSEngine(Protocol):
+    """A voice-cloning text-to-speech engine. Not thread-safe: the ``EngineManager`` serialises calls."""
+
+    name: str
+    repo_id: str
+    revision: str | None
+    sample_rate: int
+
+    def load(self) -> None: ...
+
+    def unload(self) -> None: ...
+
+    def is_loaded(self) -> bool: ...
+
+    def build_prompt(self, samples: list[tuple[np.ndarray, int, str]]) -> VoicePrompt:
+        """Build a prompt from ``(audio, sample_rate, reference_text)`` samples, in the given order."""
+        ...
+
+    def generate(
+        self,
+        text: str,
+        prompt: VoicePrompt,
+        *,
+        language: str | None,
+        seed: int | None,
+        instruct: str | None,
+    ) -> np.ndarray:
+        """Synthesize ``text`` in the prompt's voice: float32 mono at ``sample_rate``."""
+        ...
+
+
+@runtime_checkable
+class STTEngine(Protocol):
+    """A speech-to-text engine. Not thread-safe: the ``EngineManager`` serialises calls."""
+
+    name: str
+    repo_id: str
+
+    def load(self) -> None: ...
+
+    def unload(self) -> None: ...
+
+    def is_loaded(self) -> bool: ...
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None) -> str: ...
+
+
+class EngineError(RuntimeError):
+    """An engine could not load or run; the message says what to do about it."""
+
+
+#: Voicebox language codes → the language names Qwen3-TTS expects
+QWEN_LANGUAGES: dict[str, str] = {
+    "en": "English",
+    "zh": "Chinese",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "de": "German",
+    "fr": "French",
+    "ru": "Russian",
+    "pt": "Portuguese",
+    "es": "Spanish",
+    "it": "Italian",
+}

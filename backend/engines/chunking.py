@@ -1,0 +1,117 @@
+"""Split long text into model-sized chunks and join the audio back with a short crossfade.
+
+Why: Qwen3-TTS stops at ``max_new_tokens`` (2048 codec frames ≈ 170 s); a 5,000-character request sent in one
+call is silently truncated (Voicebox fork). Splitting at sentence boundaries keeps prosody natural; the rules
+fall back from sentence ends (aware of abbreviations, decimals and CJK punctuation) to clause boundaries, to
+spaces, to a hard cut, and never drop a character — only whitespace at chunk edges is trimmed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+#: lower-case abbreviations (without the final dot) after which a "." does not end a sentence
+ABBREVIATIONS = frozenset(
+    {
+        "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "cf",
+        "fig", "vol", "approx", "dept", "est", "inc", "ltd", "co", "corp", "jan", "feb",
+        "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "a.m", "p.m",
+    }
+)  # fmt: skip
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)|[。！？]+[」』”’）]*")
+_CLAUSE_END = re.compile(r"[;:,—–、，；：](?=\s|$)|[、，；：]")
+_WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+
+
+def _is_sentence_end(text: str, start: int, end: int) -> bool:
+    """Whether the punctuation run ``text[start:end]`` really ends a sentence."""
+    punct = text[start:end]
+    if punct[0] != ".":
+        return True
+    if punct.startswith("..."):
+        return True
+    before = text[:start]
+    if before and before[-1].isdigit() and end < len(text) and text[end : end + 1].isdigit():
+        return False  # decimal (the lookahead requires a space, but keep it explicit)
+    m = _WORD_BEFORE.search(before)
+    if m:
+        word = m.group(1).lower().rstrip(".")
+        if word in ABBREVIATIONS:
+            return False
+        if len(word) == 1 and word.isalpha():
+            return False  # an initial: "J. Smith"
+    return True
+
+
+def _boundaries(text: str, pattern: re.Pattern[str], sentence: bool) -> list[int]:
+    out = []
+    for m in pattern.finditer(text):
+        if sentence and not _is_sentence_end(text, m.start(), m.end()):
+            continue
+        out.append(m.end())
+    return out
+
+
+def _cut_point(window: str, max_chars: int) -> int:
+    """Where to cut ``window`` (len > max_chars): the last boundary ≤ max_chars of the best available kind."""
+    for pattern, sentence in ((_SENTENCE_END, True), (_CLAUSE_END, False)):
+        cuts = [c for c in _boundaries(window, pattern, sentence) if 0 < c <= max_chars]
+        if cuts:
+            return cuts[-1]
+    space = window.rfind(" ", 1, max_chars + 1)
+    if space > 0:
+        return space
+    ws = max((window.rfind(ch, 1, max_chars + 1) for ch in "\n\t"), default=-1)
+    if ws > 0:
+        return ws
+    return max_chars  # hard cut: a single "word" longer than a chunk
+
+
+def split_text(text: str, max_chars: int = 800) -> list[str]:
+    """Split ``text`` into chunks of at most ``max_chars`` characters, preferring sentence boundaries.
+
+    Returns ``[]`` for blank text. Concatenating the chunks reproduces every non-whitespace character of
+    ``text`` in order.
+    """
+    if max_chars < 1:
+        raise ValueError("max_chars must be at least 1")
+    chunks: list[str] = []
+    rest = text.strip()
+    while rest:
+        if len(rest) <= max_chars:
+            chunks.append(rest)
+            break
+        # only look a little past the limit: enough for the lookahead after a cut, and linear overall
+        cut = _cut_point(rest[: max_chars + 2], max_chars)
+        piece = rest[:cut].strip()
+        if piece:
+            chunks.append(piece)
+        rest = rest[cut:].lstrip()
+    return chunks
+
+
+def crossfade_join(
+    parts: list[np.ndarray], sample_rate: int, crossfade_ms: float = 50
+) -> np.ndarray:
+    """Concatenate audio chunks with a linear crossfade of ``crossfade_ms`` (shortened for short chunks).
+
+    Why a crossfade: independently generated chunks start and end at arbitrary sample values; butt-joining them
+    clicks. The overlap is capped at half of either neighbour so short chunks are never swallowed.
+    """
+    parts = [np.asarray(p, dtype=np.float32).reshape(-1) for p in parts if p is not None]
+    parts = [p for p in parts if p.size]
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    out = parts[0]
+    fade = max(0, int(sample_rate * crossfade_ms / 1000))
+    for nxt in parts[1:]:
+        n = min(fade, out.size // 2, nxt.size // 2)
+        if n <= 0:
+            out = np.concatenate([out, nxt])
+            continue
+        ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
+        mixed = out[-n:] * (1.0 - ramp) + nxt[:n] * ramp
+        out = np.concatenate([out[:-n], mixed, nxt[n:]])
+    return out.astype(np.float32, copy=False)

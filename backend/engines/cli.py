@@ -1,0 +1,132 @@
+"""``voicebox-worker models status|prefetch REPO|install-demo``.
+
+Why a prefetch command: serverless workers should never download multi-GB weights on a billed cold start (and may
+have no route to the hub at all). An operator fills the volume once, from a pod or a laptop with the volume
+mounted, and every worker then loads offline. Exit codes: 0 ok, 1 failure, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, sort_keys=True, default=str))
+    else:
+        print(text)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int = EXIT_FAILED) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": False, "error": message}, sort_keys=True))
+    print(f"voicebox-worker: {message}", file=sys.stderr)
+    return code
+
+
+def _repos(settings: Any, explicit: list[str] | None) -> list[str]:
+    if explicit:
+        return explicit
+    return [r for r in (settings.tts_model, settings.stt_model) if r.strip().lower() != "fake"]
+
+
+def cmd_models_status(args: argparse.Namespace, settings: Any) -> int:
+    """Completeness of the configured (or named) repos in the volume cache; exit 1 if any is incomplete."""
+    from backend.engines.hfcache import check_snapshot, prefetch_command
+
+    rows = [
+        check_snapshot(settings.hf_home, repo).as_dict() for repo in _repos(settings, args.repo)
+    ]
+    lines = [f"HF cache: {settings.hf_home / 'hub'}"]
+    for row in rows:
+        state = "complete" if row["complete"] else "INCOMPLETE: " + "; ".join(row["problems"])
+        lines.append(
+            f"  {row['repo_id']}: {state} ({row['files']} files, {row['size_bytes']} bytes)"
+        )
+        if not row["complete"]:
+            lines.append(f"    fix: {prefetch_command(row['repo_id'])}")
+    ok = all(row["complete"] for row in rows)
+    _emit(args, {"ok": ok, "hf_home": str(settings.hf_home), "models": rows}, "\n".join(lines))
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_models_prefetch(args: argparse.Namespace, settings: Any) -> int:
+    """Download a whole snapshot into the volume cache (under the repo's lease) and verify it."""
+    from backend.engines.hfcache import ModelNotCachedError, ensure_model
+
+    repos = _repos(settings, args.repo)
+    if not repos:
+        return _fail(args, "no repo given and both models are 'fake'", EXIT_USAGE)
+    results = []
+    for repo in repos:
+        try:
+            status = ensure_model(settings, repo, args.revision, download=True)
+        except ModelNotCachedError as exc:
+            return _fail(args, str(exc))
+        results.append(status.as_dict())
+    text = "\n".join(f"{r['repo_id']}: complete at {r['path']}" for r in results)
+    _emit(args, {"ok": True, "models": results}, text)
+    return EXIT_OK
+
+
+def cmd_models_install_demo(args: argparse.Namespace, settings: Any) -> int:
+    """Install the tiny random-weight demo models (noise output) into the volume cache."""
+    from backend.engines.demo import install_demo_models
+    from backend.engines.hfcache import check_snapshot
+
+    try:
+        repos = install_demo_models(settings.hf_home)
+    except Exception as exc:  # noqa: BLE001 - e.g. qwen_tts not importable on this machine
+        return _fail(args, f"could not build the demo models: {type(exc).__name__}: {exc}")
+    checks = {kind: check_snapshot(settings.hf_home, repo).complete for kind, repo in repos.items()}
+    ok = all(checks.values())
+    text = (
+        f"installed demo models into {settings.hf_home / 'hub'} (random weights: the audio is noise)\n"
+        f"  VOICEBOX_TTS_MODEL={repos['tts']}\n  VOICEBOX_STT_MODEL={repos['stt']}"
+    )
+    _emit(args, {"ok": ok, "models": repos, "hf_home": str(settings.hf_home)}, text)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``models ...`` on the main parser; handlers are ``handler(args, settings) -> int``."""
+    models = subparsers.add_parser("models", help="model cache on the volume").add_subparsers(
+        dest="models", required=True
+    )
+
+    def add(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        p = models.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("status", cmd_models_status, "is each model completely in the volume's HF cache?")
+    p.add_argument("repo", nargs="*", help="repo ids (default: the configured TTS and STT models)")
+    p = add("prefetch", cmd_models_prefetch, "download a model into the volume's HF cache")
+    p.add_argument("repo", nargs="*", help="repo ids (default: the configured TTS and STT models)")
+    p.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
+    add("install-demo", cmd_models_install_demo, "install tiny random-weight demo models (noise)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m backend.engines.cli``) until the main CLI registers the group."""
+    from backend.config import SettingsError, load_settings
+
+    parser = argparse.ArgumentParser(prog="voicebox-worker")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"voicebox-worker: bad setting: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return int(args.handler(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

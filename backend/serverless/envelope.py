@@ -1,0 +1,401 @@
+"""The RunPod job envelope: one HTTP request to the local API, described as JSON.
+
+Why a strict model: the envelope is the only input a RunPod caller controls, and the seed built its request as
+``BASE_URL + path`` -- so ``"path": "@evil.host/"`` made the worker fetch another host with the worker's network
+position (SSRF). Here ``path`` must be an origin-form path (RFC 9112 §3.2.1) on the local server, checked on the
+raw text *and* after percent-decoding (uvicorn decodes once before routing; a second pass catches double
+encoding). Header values may not carry CR/LF (smuggling a second request or header), and uploads are base64 checked
+before anything is sent. Every error names the field (``input.files.file.content_base64: ...``) so a caller can
+fix the job without reading server logs.
+
+Nothing here does I/O: parsing an envelope is pure and cheap.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "DROPPED_HEADERS",
+    "Envelope",
+    "EnvelopeError",
+    "FileSpec",
+    "MAX_PATH_LENGTH",
+    "parse_envelope",
+]
+
+MAX_PATH_LENGTH = 2048
+MAX_HEADERS = 64
+MAX_HEADER_VALUE = 8192
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+
+#: Headers a job may not set: hop-by-hop (RFC 9110 §7.6.1) and those that describe the connection or framing the
+#: handler itself owns. Content-Type is set by the handler from ``body``/``form``/``files``.
+DROPPED_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "expect",
+    }
+)
+
+# RFC 3986 pchar plus "/" (no "@": user-info has no business in a path on our own server).
+_PATH_RE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:%/]*")
+_QUERY_RE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:%/?@]*")
+_BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token (header field name)
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+
+Scalar = str | int | float | bool
+
+
+class EnvelopeError(ValueError):
+    """The job's input cannot become a request; ``str(err)`` names the field and says what to change."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+def check_path(raw: str) -> tuple[str, list[tuple[str, str]]]:
+    """Validate an origin-form path; return (path without query, query items).
+
+    Raises ``ValueError`` with a message a caller can act on. Checked forms: empty, too long, control characters
+    (CR/LF included), backslashes, anything not starting with a single ``/`` (schemes, ``//host``, ``@host``),
+    user-info ``@``, fragments, characters outside RFC 3986, malformed or encoded separators, and ``.``/``..``
+    segments in the raw, once-decoded and twice-decoded forms.
+    """
+    if raw == "":
+        raise ValueError("must not be empty; give a path such as '/health'")
+    if len(raw) > MAX_PATH_LENGTH:
+        raise ValueError(f"is longer than {MAX_PATH_LENGTH} characters")
+    if _has_control(raw):
+        raise ValueError("contains control characters (CR/LF included)")
+    if "\\" in raw:
+        raise ValueError("contains a backslash")
+    if _SCHEME_RE.match(raw) or "://" in raw:
+        raise ValueError("must be a path on the local server, not a URL with a scheme")
+    if not raw.startswith("/"):
+        raise ValueError("must be an origin-form path starting with '/' (no host, no '@host')")
+    if raw.startswith("//"):
+        raise ValueError("must not start with '//' (that names another host)")
+    if "#" in raw:
+        raise ValueError("must not contain a fragment ('#')")
+    path, sep, query = raw.partition("?")
+    if "@" in path:
+        raise ValueError("must not contain '@' (user-info or host syntax)")
+    if not _PATH_RE.fullmatch(path):
+        raise ValueError("contains characters outside RFC 3986; percent-encode them")
+    if _BAD_ESCAPE_RE.search(raw):
+        raise ValueError("contains a malformed percent-escape")
+    forms = [path]
+    decoded = path
+    for _ in range(2):
+        decoded = unquote(decoded)
+        forms.append(decoded)
+    for form in forms:
+        if _has_control(form):
+            raise ValueError("contains encoded control characters")
+        if "\\" in form:
+            raise ValueError("contains an encoded backslash")
+        if "//" in form or "@" in form:
+            raise ValueError("contains an encoded '//' or '@'")
+        if any(segment in {".", ".."} for segment in form.split("/")):
+            raise ValueError("contains '.' or '..' segments (also percent-encoded)")
+    items: list[tuple[str, str]] = []
+    if sep:
+        if not _QUERY_RE.fullmatch(query):
+            raise ValueError("query string contains characters outside RFC 3986")
+        items = parse_qsl(query, keep_blank_values=True)
+    return path, items
+
+
+def decoded_route(path: str) -> str:
+    """The path as the app routes it (uvicorn percent-decodes once), without a trailing slash."""
+    route = unquote(path)
+    return route.rstrip("/") or "/"
+
+
+def _flat_value(value: Any, where: str, *, allow_list: bool = True) -> Scalar | list[Scalar] | None:
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if allow_list and isinstance(value, list):
+        for item in value:
+            if not isinstance(item, str | bool | int | float):
+                raise ValueError(
+                    f"{where}: list items must be strings, numbers or booleans (no nesting)"
+                )
+        return value
+    kind = "object" if isinstance(value, dict) else type(value).__name__
+    raise ValueError(
+        f"{where}: nested {kind} is not allowed; use a string, number, boolean or a list of them"
+    )
+
+
+def as_text(value: Scalar) -> str:
+    """Query/form text for a flat value: booleans as true/false (what FastAPI parses), numbers as JSON does."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class FileSpec(BaseModel):
+    """One upload: base64 content that becomes a multipart file part."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: StrictStr = Field(default="upload.bin", min_length=1, max_length=255)
+    content_base64: StrictStr
+    content_type: StrictStr = Field(default="application/octet-stream", max_length=255)
+    _data: bytes = PrivateAttr(default=b"")
+
+    @field_validator("filename", "content_type")
+    @classmethod
+    def _no_control(cls, value: str) -> str:
+        if _has_control(value) or '"' in value:
+            raise ValueError("must not contain control characters or quotes")
+        return value
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if "/" in value or "\\" in value or value in {".", ".."}:
+            raise ValueError("must be a plain file name, not a path")
+        return value
+
+    @field_validator("content_base64")
+    @classmethod
+    def _size_first(cls, value: str, info: ValidationInfo) -> str:
+        limit = (info.context or {}).get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
+        # Checked before decoding so an oversized upload costs no memory beyond the job itself.
+        if (len(value) // 4) * 3 > limit + 3:
+            raise ValueError(f"decoded size exceeds the upload limit of {limit} bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _decode(self, info: ValidationInfo) -> FileSpec:
+        limit = (info.context or {}).get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
+        text = self.content_base64
+        if text.startswith("data:") and ";base64," in text[:200]:
+            text = text.split(";base64,", 1)[1]  # tolerate a data: URL, a common client shape
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(
+                "content_base64: not valid base64 (standard alphabet, padded)"
+            ) from None
+        if len(data) > limit:
+            raise ValueError(
+                f"content_base64: decodes to {len(data)} bytes, over the limit {limit}"
+            )
+        self._data = data
+        return self
+
+    @property
+    def data(self) -> bytes:
+        """The decoded bytes (decoded once, during validation)."""
+        return self._data
+
+
+class Envelope(BaseModel):
+    """``job["input"]``: the HTTP request to make on the local API, plus job options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    path: StrictStr
+    body: dict[str, Any] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, StrictStr] = Field(default_factory=dict)
+    files: dict[str, FileSpec | list[FileSpec]] = Field(default_factory=dict)
+    form: dict[str, Any] = Field(default_factory=dict)
+    # Job options (not sent to the app).
+    inline_audio: StrictBool = False
+    inline_only: StrictBool = False
+    audio_format: Literal["wav", "flac", "mp3", "opus"] | None = None
+
+    _route_path: str = PrivateAttr(default="/")
+    _query: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("path")
+    @classmethod
+    def _origin_form(cls, value: str) -> str:
+        check_path(value)
+        return value
+
+    @field_validator("params", "form")
+    @classmethod
+    def _flat(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            if not key or _has_control(key):
+                raise ValueError("names must be non-empty text without control characters")
+            _flat_value(item, key)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_HEADERS:
+            raise ValueError(f"at most {MAX_HEADERS} headers")
+        kept: dict[str, str] = {}
+        for name, item in value.items():
+            if not _TOKEN_RE.fullmatch(name):
+                raise ValueError(f"{name[:100]!r} is not a valid header name (RFC 9110 token)")
+            if "\r" in item or "\n" in item or "\0" in item or _has_control(item.replace("\t", "")):
+                raise ValueError(f"{name}: value contains CR, LF or control characters")
+            if len(item) > MAX_HEADER_VALUE:
+                raise ValueError(f"{name}: value longer than {MAX_HEADER_VALUE} characters")
+            if name.lower() in DROPPED_HEADERS:
+                continue  # hop-by-hop / framing: the handler owns these
+            kept[name] = item
+        return kept
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Envelope:
+        path, query = check_path(self.path)
+        self._route_path = path
+        self._query = query
+        if self.body is not None and (self.files or self.form):
+            raise ValueError("body: use either a JSON body or files/form (multipart), not both")
+        if self.method == "GET" and (self.body or self.files or self.form):
+            raise ValueError("body: a GET request carries no body, files or form")
+        limit = (info.context or {}).get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
+        total = sum(len(spec.data) for spec in self.file_parts_specs())
+        if total > limit:
+            raise ValueError(f"files: {total} bytes in all, over the upload limit of {limit}")
+        if (self.inline_audio or self.audio_format) and not self.is_generate():
+            raise ValueError(
+                "inline_audio: only applies to POST /generate (download other audio directly)"
+            )
+        return self
+
+    # -- derived views used by the handler ------------------------------------------------------------------
+
+    @property
+    def route_path(self) -> str:
+        """The path without its query string (raw, still percent-encoded)."""
+        return self._route_path
+
+    def is_generate(self) -> bool:
+        return self.method == "POST" and decoded_route(self._route_path) == "/generate"
+
+    def query_items(self) -> list[tuple[str, str]]:
+        """Query from the path first, then ``params`` (lists become repeated keys)."""
+        items = list(self._query)
+        for key, value in self.params.items():
+            if value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            items.extend((key, as_text(item)) for item in values)
+        return items
+
+    def form_items(self) -> list[tuple[str, str]]:
+        items: list[tuple[str, str]] = []
+        for key, value in self.form.items():
+            if value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            items.extend((key, as_text(item)) for item in values)
+        return items
+
+    def file_parts_specs(self) -> list[FileSpec]:
+        out: list[FileSpec] = []
+        for spec in self.files.values():
+            out.extend(spec if isinstance(spec, list) else [spec])
+        return out
+
+    def file_parts(self) -> list[tuple[str, tuple[str, bytes, str]]]:
+        """httpx ``files=`` argument: (field, (filename, bytes, content type)) per upload."""
+        parts: list[tuple[str, tuple[str, bytes, str]]] = []
+        for field, spec in self.files.items():
+            for one in spec if isinstance(spec, list) else [spec]:
+                parts.append((field, (one.filename, one.data, one.content_type)))
+        return parts
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = ["input"]
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]"
+        elif isinstance(item, str) and ("[" in item or item == "FileSpec"):
+            continue  # union branch names pydantic adds ("list[...]", "function-after[...]")
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+_FRIENDLY = {
+    "dict_type": "must be a JSON object",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "missing": "is required",
+    "extra_forbidden": "is not a known envelope field",
+    "model_type": "must be an object {filename, content_base64, content_type} or a list of them",
+}
+_NAME_RE = re.compile(r"[A-Za-z0-9_\-]{1,100}")
+
+
+def _pick_error(err: ValidationError) -> EnvelopeError:
+    errors = err.errors(include_url=False, include_input=False)
+    # For unions (one file or a list of files) the deepest location is the branch that matched the shape.
+    first = max(errors, key=lambda e: len(e["loc"]))
+    field = _location(tuple(first["loc"]))
+    message = _FRIENDLY.get(first["type"], str(first["msg"]).removeprefix("Value error, "))
+    if first["type"] == "literal_error" and field.endswith(".method"):
+        message = "must be one of GET, POST, PUT, PATCH, DELETE"
+    # Model-level and per-key checks start their message with the name they are about ("body: ...").
+    head, sep, rest = message.partition(": ")
+    if sep and _NAME_RE.fullmatch(head) and not field.endswith("." + head):
+        return EnvelopeError(f"{field}.{head}", rest)
+    return EnvelopeError(field, message)
+
+
+def parse_envelope(raw: Any, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Envelope:
+    """Validate ``job["input"]``; raise ``EnvelopeError`` naming the offending field."""
+    if not isinstance(raw, dict):
+        kind = "missing" if raw is None else f"a JSON {type(raw).__name__}"
+        raise EnvelopeError("input", f"must be a JSON object with at least 'path' (got {kind})")
+    try:
+        return Envelope.model_validate(raw, context={"max_file_bytes": max_file_bytes})
+    except ValidationError as err:
+        raise _pick_error(err) from None

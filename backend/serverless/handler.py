@@ -1,0 +1,230 @@
+"""The RunPod job handler: one job = one HTTP request to the API on loopback.
+
+Why a proxy and not direct service calls: the same routes, validation and error codes serve the desktop app, the
+standalone server and RunPod jobs, so a job behaves exactly like the HTTP call it describes. The handler adds only
+what RunPod needs: an envelope that can carry uploads, a fixed loopback origin (no job can reach another host --
+the request URL is built from the origin chosen at construction and the validated origin-form path, and proxies
+from the environment are ignored), a size budget on the answer, and durable ``/generate`` (``wait=true``: the
+worker may be stopped the moment a job ends, so a job must not end before its audio is on the volume).
+
+It is ``async`` so the SDK can run ``settings.concurrency`` jobs at once on one event loop, and it re-raises
+``asyncio.CancelledError`` -- swallowing it would report a cancelled or timed-out job as COMPLETED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from backend.config import Settings
+from backend.serverless.answers import BodyCollector, OverBudget, serialized_size, useful_headers
+from backend.serverless.envelope import Envelope, EnvelopeError, decoded_route, parse_envelope
+
+__all__ = ["ADMIN_ROUTES", "JobHandler", "is_admin_route"]
+
+log = logging.getLogger("voicebox.serverless")
+
+#: Routes a RunPod job may call only when ``VOICEBOX_ALLOW_ADMIN_JOBS=1``: they stop the worker, remove models
+#: every worker on the volume shares, or replace the database. Patterns match the *decoded* path (what the app
+#: routes), case-insensitively, without a trailing slash.
+ADMIN_ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", r"/shutdown"),
+    ("DELETE", r"/models/.+"),
+    ("POST", r"/models/migrate"),
+    ("POST", r"/db/restore"),
+)
+_ADMIN_RE = tuple((method, re.compile(pattern, re.IGNORECASE)) for method, pattern in ADMIN_ROUTES)
+_LOOPBACK = "127.0.0.1"
+
+
+def is_admin_route(method: str, path: str) -> bool:
+    """Whether ``method path`` (raw, possibly percent-encoded) is an admin route."""
+    route = decoded_route(path.partition("?")[0])
+    return any(method == m and pattern.fullmatch(route) for m, pattern in _ADMIN_RE)
+
+
+class JobHandler:
+    """Callable handed to ``runpod.serverless.start``: validates, proxies and answers one job.
+
+    ``base_url`` defaults to ``http://127.0.0.1:<settings.port>``; tests pass an in-process ASGI ``client``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        base_url: str | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.origin = httpx.URL(base_url or f"http://{_LOOPBACK}:{settings.port}")
+        if self.origin.path not in {"", "/"} or self.origin.query or not self.origin.host:
+            raise ValueError(
+                f"base_url must be a bare origin like http://127.0.0.1:8000, got {base_url}"
+            )
+        self._client = client
+        self._owns_client = client is None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- client ---------------------------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        """The shared client (connection reuse); recreated only if the SDK runs jobs on a new event loop."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or (self._owns_client and self._client_loop is not loop):
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.job_timeout_seconds, connect=10.0),
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                follow_redirects=False,
+                trust_env=False,  # an HTTP(S)_PROXY in the environment must not see loopback traffic
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client this handler created (an injected client belongs to the caller)."""
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    # -- the job --------------------------------------------------------------------------------------------
+
+    async def __call__(self, job: dict) -> dict:
+        """Run one RunPod job; returns an answer dict, or ``{"error": ...}`` for envelope/transport errors."""
+        job_id = str(job.get("id") or "job") if isinstance(job, dict) else "job"
+        raw = job.get("input") if isinstance(job, dict) else None
+        try:
+            env = parse_envelope(raw, max_file_bytes=self.settings.max_upload_bytes)
+        except EnvelopeError as err:
+            log.info("job %s refused: %s", job_id, err)
+            return {"error": str(err)}
+        if is_admin_route(env.method, env.path) and not self.settings.allow_admin_jobs:
+            return {
+                "error": f"input.path: {env.method} {env.route_path} is an admin route; jobs may call it "
+                "only when the endpoint sets VOICEBOX_ALLOW_ADMIN_JOBS=1"
+            }
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.job_timeout_seconds):
+                answer = await self._run(env, job_id)
+        except asyncio.CancelledError:
+            log.info("job %s cancelled", job_id)
+            raise
+        except TimeoutError:
+            return {
+                "error": f"timeout: the job ran past {self.settings.job_timeout_seconds:g} s "
+                "(VOICEBOX_JOB_TIMEOUT_SECONDS); keep it below the endpoint's execution timeout"
+            }
+        except (OverBudget, EnvelopeError) as err:
+            return {"error": str(err)}
+        except httpx.HTTPError as err:
+            return {"error": f"transport: {type(err).__name__} talking to the local API: {err}"}
+        except OSError as err:
+            return {"error": f"export: could not write the answer to the volume: {err}"}
+        log.info(
+            "job %s %s %s -> %s in %.1f ms",
+            job_id,
+            env.method,
+            env.route_path,
+            answer.get("status_code"),
+            (time.perf_counter() - started) * 1000,
+        )
+        return answer
+
+    def _url(self, path: str) -> httpx.URL:
+        url = self.origin.copy_with(raw_path=path.encode("ascii"))
+        # Defence in depth: the envelope already guarantees an origin-form path.
+        if (url.scheme, url.host, url.port) != (
+            self.origin.scheme,
+            self.origin.host,
+            self.origin.port,
+        ):
+            raise EnvelopeError("path", "does not stay on the local server")
+        return url
+
+    def build_request(self, env: Envelope, job_id: str) -> httpx.Request:
+        """The loopback request the envelope describes (exposed for tests and the bench)."""
+        params = env.query_items()
+        if env.is_generate():
+            params = [(k, v) for k, v in params if k != "wait"] + [("wait", "true")]
+        headers = dict(env.headers)
+        # The job id makes /generate idempotent: a job RunPod retries finds its first generation.
+        headers.setdefault("X-Request-ID", job_id[:128])
+        kwargs: dict[str, Any] = {}
+        if env.files:
+            kwargs["files"] = env.file_parts()
+            kwargs["data"] = _as_form(env.form_items())
+        elif env.form:
+            kwargs["data"] = _as_form(env.form_items())
+        elif env.body is not None and env.method != "GET":
+            kwargs["json"] = env.body
+        return self._http().build_request(
+            env.method, self._url(env.route_path), params=params, headers=headers, **kwargs
+        )
+
+    async def _run(self, env: Envelope, job_id: str) -> dict[str, Any]:
+        budget = self.settings.result_budget_bytes
+        answer = await self._exchange(self.build_request(env, job_id), env, job_id, budget)
+        if env.is_generate() and env.inline_audio:
+            answer = await self._attach_audio(answer, env, job_id, budget)
+        return answer
+
+    async def _exchange(
+        self, request: httpx.Request, env: Envelope, job_id: str, budget: int
+    ) -> dict[str, Any]:
+        response = await self._http().send(request, stream=True)
+        try:
+            collector = BodyCollector(
+                self.settings,
+                budget=budget,
+                inline_only=env.inline_only,
+                job_id=job_id,
+                headers=useful_headers(response.headers),
+            )
+            try:
+                async for chunk in response.aiter_bytes():
+                    await collector.feed(chunk)
+                return await collector.answer(response.status_code)
+            except BaseException:
+                await collector.abort()
+                raise
+        finally:
+            await response.aclose()
+
+    async def _attach_audio(
+        self, answer: dict[str, Any], env: Envelope, job_id: str, budget: int
+    ) -> dict[str, Any]:
+        """``inline_audio``: fetch the generation's audio in the same job, within what is left of the budget."""
+        body = answer.get("body")
+        status = answer.get("status_code", 0)
+        if not (200 <= status < 300 and isinstance(body, dict) and body.get("id")):
+            return answer  # the generation failed or was spilled: nothing to attach
+        params = [("format", env.audio_format)] if env.audio_format else []
+        request = self._http().build_request(
+            "GET",
+            self._url(f"/audio/{quote(str(body['id']), safe='')}"),
+            params=params,
+            headers={"X-Request-ID": job_id},
+        )
+        left = budget - serialized_size(answer) - 256
+        audio = await self._exchange(request, env, job_id, max(left, 0))
+        audio.pop("headers", None)
+        answer["audio"] = audio
+        return answer
+
+
+def _as_form(items: list[tuple[str, str]]) -> dict[str, str | list[str]]:
+    form: dict[str, str | list[str]] = {}
+    for key, value in items:
+        if key in form:
+            current = form[key]
+            form[key] = [*current, value] if isinstance(current, list) else [current, value]
+        else:
+            form[key] = value
+    return form

@@ -1,0 +1,101 @@
+"""Small helpers the services share: write retries, names on the volume, ids, times, download names."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.errors import WriteConflictError
+from backend.db.models import Profile
+from backend.db.volume_db import VolumeDatabase
+from backend.services.errors import ValidationError
+
+T = TypeVar("T")
+
+#: Voicebox upstream's TTS languages (its ``TTS_LANGUAGE_PATTERN``): the fork's 10 plus 14 more.
+LANGUAGES: tuple[str, ...] = (
+    "zh", "en", "ja", "ko", "de", "fr", "ru", "pt", "es", "it",
+    "he", "ar", "da", "el", "fi", "hi", "ms", "nl", "no", "pl", "sv", "sw", "tr", "ro",
+)  # fmt: skip
+
+VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def write_retrying(db: VolumeDatabase, fn: Callable[[Session], T], *, retries: int = 2) -> T:
+    """Run ``fn`` in one write unit; on a fence failure (a peer published meanwhile) run it again.
+
+    ``fn`` must decide everything from the session it gets (it is re-run on the freshly pulled copy), and
+    must not touch files: a retried unit has to be free of side effects outside the database.
+    """
+    for attempt in range(retries + 1):
+        try:
+            with db.write() as session:
+                return fn(session)
+        except WriteConflictError:
+            if attempt >= retries:
+                raise
+    raise AssertionError("unreachable")
+
+
+def volume_file(folder: Path, name: str, *, what: str) -> Path:
+    """``folder/name`` for a bare file name a user gave; refuses anything path-like."""
+    if not isinstance(name, str) or not VOLUME_NAME_RE.fullmatch(name) or ".." in name:
+        raise ValidationError(
+            f"{what} {name!r} is not a plain file name: use letters, digits, '.', '_' and '-' "
+            "(at most 128 characters, no folders)"
+        )
+    return folder / name
+
+
+def is_uuid(value: object) -> bool:
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def unique_profile_name(session: Session, name: str) -> str:
+    """``name``, or ``name (n)`` with the first free n, as Voicebox names imported duplicates."""
+
+    def taken(candidate: str) -> bool:
+        return session.scalar(select(Profile.id).where(Profile.name == candidate)) is not None
+
+    if not taken(name):
+        return name
+    n = 1
+    while True:
+        suffix = f" ({n})"
+        candidate = name[: 100 - len(suffix)] + suffix
+        if not taken(candidate):
+            return candidate
+        n += 1
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO time from a manifest as naive UTC, or None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        from datetime import UTC
+
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def download_name(text: str, fallback: str, suffix: str) -> str:
+    """A safe file name for Content-Disposition, built as Voicebox builds it (alnum, space, - and _)."""
+    safe = "".join(c for c in (text or "")[:30] if c.isalnum() or c in (" ", "-", "_")).strip()
+    return f"{safe or fallback}{suffix}"

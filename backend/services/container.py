@@ -1,0 +1,87 @@
+"""The one object routes, the CLI and the RunPod handler get their services from.
+
+Why a container instead of module globals: every test builds its own (temp volume, own database copy), two
+workers in one test process can each have one, and nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from backend.config import Settings
+from backend.db.volume_db import VolumeDatabase
+from backend.storage.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from backend.services.bundles import BundleService
+    from backend.services.generation import GenerationService
+    from backend.services.history import HistoryService
+    from backend.services.profiles import ProfileService
+    from backend.services.transcription import TranscriptionService
+
+
+@dataclass
+class Services:
+    """Settings, the volume database and blob store, the engines (filled by the lead), and the services."""
+
+    settings: Settings
+    db: VolumeDatabase
+    blobs: BlobStore
+    engines: object | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings, *, engines: object | None = None) -> Services:
+        """Services on an already bootstrapped volume (the caller runs ``bootstrap`` first)."""
+        from volume_bootstrap.migrate import head_revision
+
+        db = VolumeDatabase(settings, expected_revision=head_revision())
+        return cls(settings=settings, db=db, blobs=BlobStore(settings), engines=engines)
+
+    @cached_property
+    def profiles(self) -> ProfileService:
+        from backend.services.profiles import ProfileService
+
+        return ProfileService(self)
+
+    @cached_property
+    def history(self) -> HistoryService:
+        from backend.services.history import HistoryService
+
+        return HistoryService(self)
+
+    @cached_property
+    def bundles(self) -> BundleService:
+        from backend.services.bundles import BundleService
+
+        return BundleService(self)
+
+    @classmethod
+    def for_worker(cls, settings: Settings) -> Services:
+        """Services with this worker's engines (loaded lazily; the launcher loads them eagerly)."""
+        from backend.engines.manager import EngineManager
+
+        return cls.create(settings, engines=EngineManager(settings))
+
+    @cached_property
+    def transcription(self) -> TranscriptionService:
+        from backend.services.transcription import TranscriptionService
+
+        return TranscriptionService(self)
+
+    @cached_property
+    def generation(self) -> GenerationService:
+        """The lead's generation service (one per worker: it owns the synthesis thread)."""
+        from backend.services.generation import GenerationService
+
+        return GenerationService(self)
+
+    def close(self) -> None:
+        """Stop what the services started (only those that were used) and close the database."""
+        generation = self.__dict__.get("generation")
+        closer = getattr(generation, "close", None)
+        if callable(closer):
+            closer()
+        self.db.close()

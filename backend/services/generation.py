@@ -1,0 +1,286 @@
+"""Durable generation jobs: intent row → audio written atomically → row complete.
+
+Why this order: a serverless worker can be stopped the moment its job ends, or SIGKILLed mid-synthesis. The intent
+row (``generating``, owner worker id, lease expiry) is published before any work, so a peer's ``fsck`` can tell a
+dead worker's job (lease expired → completed if its file is durable, else failed) from a live one (never touched).
+The audio is written atomically before the row says ``completed``, so a completed row always has its file.
+Synthesis runs on one background thread per worker (the engine holds one device lock anyway); callers either
+poll ``/generate/{id}/status`` (Voicebox's contract) or wait (``?wait=true``, used by the RunPod handler).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from backend.db.models import Generation, Profile, new_id, utcnow
+from backend.services.errors import ConflictError, NotFoundError, ValidationError
+from backend.storage.audio import encode_audio, normalize_loudness
+
+if TYPE_CHECKING:
+    from backend.services.container import Services
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("generating",)
+FINAL = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class GenerationInput:
+    profile_id: str
+    text: str
+    language: str = "en"
+    seed: int | None = None
+    instruct: str | None = None
+    model_size: str | None = None
+    max_chunk_chars: int = 800
+    crossfade_ms: int = 50
+    normalize: bool = True
+    request_id: str | None = None
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class GenerationService:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation")
+        self._done: dict[str, threading.Event] = {}
+        self._cancel: set[str] = set()
+        self._progress: dict[str, tuple[int, int]] = {}
+        self._mutex = threading.Lock()
+
+    # ------------------------------------------------------------------ start
+    def start(self, request: GenerationInput) -> Generation:
+        """Publish the intent row and queue the synthesis; returns the row (status ``generating``)."""
+        if self.services.engines is None:
+            raise ConflictError("no TTS engine is configured on this worker")
+        if not request.text.strip():
+            raise ValidationError("text is empty")
+        now = utcnow()
+        gen_id = new_id()
+        with self.services.db.write() as session:
+            if request.request_id:
+                existing = session.scalar(
+                    select(Generation).where(Generation.request_id == request.request_id)
+                )
+                if existing is not None:  # a retried RunPod job: answer with the first attempt
+                    self._ensure_event(existing.id, done=existing.status in FINAL)
+                    return existing
+            profile = session.get(Profile, request.profile_id)
+            if profile is None:
+                raise NotFoundError(f"profile {request.profile_id} not found")
+            if not profile.samples:
+                raise ValidationError(
+                    f"profile {profile.name!r} has no samples; add one with POST "
+                    f"/profiles/{profile.id}/samples before generating"
+                )
+            row = Generation(
+                id=gen_id,
+                profile_id=profile.id,
+                profile_name=profile.name,
+                text=request.text,
+                language=request.language,
+                seed=request.seed,
+                instruct=request.instruct,
+                engine="qwen",
+                model_size=self._model_size(),
+                status="generating",
+                source="manual",
+                audio_path=f"generations/{now:%Y-%m}/{gen_id}.wav",
+                owner_worker_id=self.settings.worker_id,
+                lease_expires_at=now + timedelta(seconds=self.settings.job_lease_seconds),
+                request_id=request.request_id,
+                created_at=now,
+            )
+            session.add(row)
+        self._ensure_event(gen_id, done=False)
+        self._executor.submit(self._run, gen_id, request, time.monotonic())
+        return row
+
+    def _model_size(self) -> str | None:
+        repo = self.settings.tts_model
+        for size in ("1.7B", "0.6B"):
+            if size in repo:
+                return size
+        return None
+
+    def _ensure_event(self, gen_id: str, *, done: bool) -> threading.Event:
+        with self._mutex:
+            event = self._done.setdefault(gen_id, threading.Event())
+        if done:
+            event.set()
+        return event
+
+    # ------------------------------------------------------------------ run (background thread)
+    def _run(self, gen_id: str, request: GenerationInput, queued_at: float) -> None:
+        started = time.monotonic()
+        try:
+            if gen_id in self._cancel:
+                raise _Cancelled
+            samples = self._profile_samples(request.profile_id)
+            last_renewal = [time.monotonic()]
+
+            def on_progress(done: int, total: int) -> None:
+                self._progress[gen_id] = (done, total)
+                if gen_id in self._cancel:
+                    raise _Cancelled
+                if time.monotonic() - last_renewal[0] > self.settings.job_lease_seconds / 3:
+                    self._renew_lease(gen_id)
+                    last_renewal[0] = time.monotonic()
+
+            result = self.services.engines.synthesize_detailed(  # type: ignore[union-attr]
+                samples,
+                request.text,
+                language=request.language,
+                seed=request.seed,
+                instruct=request.instruct,
+                max_chunk_chars=request.max_chunk_chars,
+                crossfade_ms=request.crossfade_ms,
+                on_progress=on_progress,
+            )
+            if gen_id in self._cancel:
+                raise _Cancelled
+            audio = normalize_loudness(result.audio) if request.normalize else result.audio
+            wav = encode_audio(audio, result.sample_rate, "wav")
+            with self.services.db.read() as session:
+                row = session.get(Generation, gen_id)
+                rel = row.audio_path if row else None
+            if rel is None:
+                return  # deleted while generating
+            stored = self.services.blobs.write_bytes(rel, wav)
+            with self.services.db.write() as session:
+                row = session.get(Generation, gen_id)
+                if row is None or row.status != "generating":
+                    self.services.blobs.delete(rel)  # deleted or cancelled meanwhile
+                    return
+                row.status = "completed"
+                row.duration = result.duration
+                row.sha256 = stored.sha256
+                row.size_bytes = stored.size
+                row.queue_wait_seconds = started - queued_at
+                row.model_load_seconds = result.load_seconds
+                row.synthesis_seconds = result.synthesis_seconds
+                row.rtf = result.rtf
+                row.completed_at = utcnow()
+                row.lease_expires_at = None
+        except _Cancelled:
+            self._finish(gen_id, "cancelled", "cancelled by request")
+        except Exception as exc:  # the row must say why, whatever failed
+            log.exception("generation %s failed", gen_id)
+            self._finish(gen_id, "failed", _describe(exc))
+        finally:
+            self._cancel.discard(gen_id)
+            self._progress.pop(gen_id, None)
+            self._ensure_event(gen_id, done=True)
+
+    def _profile_samples(self, profile_id: str) -> list[tuple[bytes, str]]:
+        with self.services.db.read() as session:
+            profile = session.get(Profile, profile_id)
+            if profile is None:
+                raise NotFoundError(f"profile {profile_id} was deleted")
+            pairs = [(s.audio_path, s.reference_text) for s in profile.samples]
+        return [(self.services.blobs.read_bytes(path), text) for path, text in pairs]
+
+    def _renew_lease(self, gen_id: str) -> None:
+        try:
+            with self.services.db.write() as session:
+                row = session.get(Generation, gen_id)
+                if row is not None and row.status == "generating":
+                    row.lease_expires_at = utcnow() + timedelta(
+                        seconds=self.settings.job_lease_seconds
+                    )
+        except Exception:  # renewal is best effort; the next chunk tries again
+            log.warning("could not renew the lease of generation %s", gen_id, exc_info=True)
+
+    def _finish(self, gen_id: str, status: str, error: str) -> None:
+        try:
+            with self.services.db.write() as session:
+                row = session.get(Generation, gen_id)
+                if row is None or row.status != "generating":
+                    return
+                row.status = status
+                row.error = error
+                row.lease_expires_at = None
+                rel, row.audio_path = row.audio_path, None
+            self.services.blobs.delete(rel)
+        except Exception:
+            log.exception("could not record the end of generation %s", gen_id)
+
+    # ------------------------------------------------------------------ queries and control
+    def get(self, gen_id: str) -> Generation:
+        with self.services.db.read() as session:
+            row = session.get(Generation, gen_id)
+            if row is None:
+                raise NotFoundError(f"generation {gen_id} not found")
+            return row
+
+    def progress(self, gen_id: str) -> tuple[int, int] | None:
+        return self._progress.get(gen_id)
+
+    def wait(self, gen_id: str, timeout: float) -> Generation:
+        """Block until the row is final (durable audio or an error), or ``timeout`` passes."""
+        event = self._done.get(gen_id)
+        deadline = time.monotonic() + timeout
+        if event is not None:
+            event.wait(timeout)
+        else:  # owned by another worker: poll the shared database
+            while time.monotonic() < deadline:
+                if self.get(gen_id).status in FINAL:
+                    break
+                time.sleep(0.5)
+        return self.get(gen_id)
+
+    def cancel(self, gen_id: str) -> Generation:
+        row = self.get(gen_id)
+        if row.status in FINAL:
+            raise ConflictError(f"generation {gen_id} is already {row.status}")
+        if row.owner_worker_id != self.settings.worker_id:
+            raise ConflictError(
+                f"generation {gen_id} runs on worker {row.owner_worker_id}; "
+                "only that worker can cancel it"
+            )
+        self._cancel.add(gen_id)
+        event = self._done.get(gen_id)
+        if event is not None:
+            event.wait(30)
+        return self.get(gen_id)
+
+    def retry(self, gen_id: str, request_id: str | None = None) -> Generation:
+        """Re-run a failed or cancelled generation with its original text, language and seed."""
+        row = self.get(gen_id)
+        if row.status not in ("failed", "cancelled"):
+            raise ConflictError(
+                f"only failed or cancelled generations can be retried ({row.status})"
+            )
+        if row.profile_id is None:
+            raise ConflictError("the profile of this generation was deleted; it cannot be retried")
+        return self.start(
+            GenerationInput(
+                profile_id=row.profile_id,
+                text=row.text,
+                language=row.language,
+                seed=row.seed,
+                instruct=row.instruct,
+                request_id=request_id,
+            )
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _describe(exc: Exception) -> str:
+    message = str(exc) or type(exc).__name__
+    return message[:2000]

@@ -1,0 +1,70 @@
+"""What ``GET /health`` reports: cheap on purpose (no cache scans, no network, no model load).
+
+Voicebox scanned the Hugging Face cache on every health call and reset the model idle timer from it; UI
+polling made both costly. Here the database revision comes from the local copy (a ``stat`` at most), and model
+facts come from the engines object only if it offers a cheap ``health()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backend.services.container import Services
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+ENGINE_KEYS = (
+    "model_loaded",
+    "model_downloaded",
+    "model_size",
+    "gpu_available",
+    "gpu_type",
+    "vram_used_mb",
+    "backend_type",
+    "backend_variant",
+)
+
+
+def _gpu_from_torch() -> dict[str, Any]:
+    """GPU facts only if torch is already imported (importing it here would cost seconds)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    try:
+        if torch.cuda.is_available():
+            return {"gpu_available": True, "gpu_type": "CUDA"}
+    except Exception:  # noqa: BLE001 - a broken driver must not break health
+        log.debug("torch.cuda probe failed", exc_info=True)
+    return {"gpu_available": False}
+
+
+def health_info(services: Services) -> dict[str, Any]:
+    settings = services.settings
+    info: dict[str, Any] = {
+        "status": "healthy",
+        "model_loaded": False,
+        "gpu_available": False,
+        "worker_id": settings.worker_id,
+        "tts_model": settings.tts_model,
+        "stt_model": settings.stt_model,
+        "serverless": settings.serverless,
+        "version": VERSION,
+    }
+    try:
+        services.db.refresh()
+        info["database_revision"] = services.db.local_revision
+    except Exception as exc:  # noqa: BLE001 - health reports problems, it does not raise them
+        info["status"] = "degraded"
+        info["database_error"] = str(exc)
+    info.update(_gpu_from_torch())
+    probe = getattr(services.engines, "health", None)
+    if callable(probe):
+        try:
+            extra = probe() or {}
+            info.update({k: v for k, v in extra.items() if k in ENGINE_KEYS})
+        except Exception:  # noqa: BLE001
+            log.warning("engines.health() failed", exc_info=True)
+    return info

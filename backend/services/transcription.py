@@ -1,0 +1,38 @@
+"""Transcription with Whisper: decode any supported upload, transcribe long clips in full (chunked)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backend.services.errors import ConflictError, ValidationError
+from backend.storage.audio import AudioValidationError, decode_audio
+
+if TYPE_CHECKING:
+    from backend.services.container import Services
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    duration: float
+
+
+class TranscriptionService:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def transcribe(self, source: Path, language: str | None = None) -> Transcript:
+        engines = self.services.engines
+        if engines is None:
+            raise ConflictError("no speech-to-text engine is configured on this worker")
+        try:
+            audio, rate = decode_audio(source.read_bytes())
+        except AudioValidationError as exc:
+            raise ValidationError(str(exc)) from None
+        if audio.size == 0:
+            raise ValidationError("the audio file is empty")
+        duration = float(audio.shape[0]) / float(rate)
+        text = engines.transcribe(audio, rate, language or None)  # type: ignore[union-attr]
+        return Transcript(text=text.strip(), duration=duration)

@@ -1,0 +1,84 @@
+"""``models status|prefetch|install-demo``: JSON output and exit codes 0 ok / 1 failure / 2 usage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backend.engines import hfcache
+from backend.engines.cli import main
+from backend.engines.tiny import DEMO_STT_REPO, DEMO_TTS_REPO
+from tests.support.tiny_models import TinyModels, tiny_models  # noqa: F401 - fixture
+
+
+@pytest.fixture
+def volume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    vol = tmp_path / "volume"
+    monkeypatch.setenv("VOICEBOX_VOLUME", str(vol))
+    monkeypatch.setenv("VOICEBOX_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.setenv("VOICEBOX_TTS_MODEL", DEMO_TTS_REPO)
+    monkeypatch.setenv("VOICEBOX_STT_MODEL", DEMO_STT_REPO)
+    for key in ("HF_HOME", "HF_HUB_CACHE"):
+        monkeypatch.delenv(key, raising=False)
+    yield vol
+    hfcache._set_hub_offline_constants(True)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    data = json.loads(out.strip().splitlines()[-1]) if "--json" in argv and out.strip() else {}
+    return code, data, err
+
+
+def test_status_of_an_empty_volume_fails_with_the_fix(volume: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, data, _ = run(capsys, "models", "status", "--json")
+    assert code == 1 and data["ok"] is False
+    assert [m["repo_id"] for m in data["models"]] == [DEMO_TTS_REPO, DEMO_STT_REPO]
+    assert data["models"][0]["problems"] == ["not in the cache"]
+    code = main(["models", "status"])
+    text = capsys.readouterr().out
+    assert code == 1 and f"voicebox-worker models prefetch {DEMO_TTS_REPO}" in text
+
+
+def test_install_demo_then_status_ok(
+    volume: Path,
+    tiny_models: TinyModels,  # noqa: F811 - installs the torchaudio stub and builds once
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    code, data, _ = run(capsys, "models", "install-demo", "--json")
+    assert code == 0 and data["ok"] is True
+    assert data["models"] == {"tts": DEMO_TTS_REPO, "stt": DEMO_STT_REPO}
+    assert (volume / "huggingface" / "hub" / "models--voicebox-demo--tiny-qwen3-tts-base").is_dir()
+    code, data, _ = run(capsys, "models", "status", "--json")
+    assert code == 0 and all(m["complete"] for m in data["models"])
+    # prefetch of a complete repo needs no network at all
+    code, data, _ = run(capsys, "models", "prefetch", DEMO_TTS_REPO, "--json")
+    assert code == 0 and data["models"][0]["complete"]
+
+
+def test_prefetch_without_network_exits_1(
+    volume: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    import huggingface_hub
+
+    def offline(*_a: object, **_k: object) -> str:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    code, data, err = run(capsys, "models", "prefetch", "acme/missing", "--json")
+    assert code == 1 and data["ok"] is False
+    assert "acme/missing" in data["error"] and "network unreachable" in err
+
+
+def test_usage_errors_exit_2(volume: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exc:
+        main(["models", "nonsense"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["models", "prefetch", "--revision"])
+    assert exc.value.code == 2
