@@ -30,7 +30,7 @@ SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_WORKER_ID": "this worker's id in leases and job rows; default RUNPOD_POD_ID or host-pid",
     "VOICEBOX_LEASE_SECONDS": "database lease duration; a killed holder is taken over after it; default 30",
     "VOICEBOX_LEASE_TIMEOUT": "seconds a write waits for the lease before answering 503; default 120",
-    "VOICEBOX_DB_REFRESH_SECONDS": "how often reads check the shared DB for changes; default 1.0",
+    "VOICEBOX_DB_REFRESH_SECONDS": "min seconds between checks of the shared DB by reads (0: every read, one 100-byte header read; a worker then sees a peer's write at once); default 0",
     "VOICEBOX_BACKUPS_KEEP": "database backups kept on the volume; default 5",
     "VOICEBOX_JOB_LEASE_SECONDS": "lease of a running generation before peers may recover it; default 900",
     "VOICEBOX_IDLE_UNLOAD_SECONDS": "unload models after this idle time outside serverless (0=never); default 0",
@@ -105,7 +105,7 @@ class Settings:
     worker_id: str = "worker"
     lease_seconds: float = 30.0
     lease_timeout: float = 120.0
-    db_refresh_seconds: float = 1.0
+    db_refresh_seconds: float = 0.0
     backups_keep: int = 5
     job_lease_seconds: float = 900.0
     idle_unload_seconds: float = 0.0
@@ -203,7 +203,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_id=worker_id,
         lease_seconds=lease_seconds,
         lease_timeout=_number(env, "VOICEBOX_LEASE_TIMEOUT", 120.0, minimum=0.1),
-        db_refresh_seconds=_number(env, "VOICEBOX_DB_REFRESH_SECONDS", 1.0),
+        db_refresh_seconds=_number(env, "VOICEBOX_DB_REFRESH_SECONDS", 0.0),
         backups_keep=int(_number(env, "VOICEBOX_BACKUPS_KEEP", 5, minimum=1)),
         job_lease_seconds=_number(env, "VOICEBOX_JOB_LEASE_SECONDS", 900.0, minimum=1),
         idle_unload_seconds=_number(env, "VOICEBOX_IDLE_UNLOAD_SECONDS", 0.0),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import sqlite3
 import threading
@@ -39,11 +40,32 @@ from backend.db.errors import (
 log = logging.getLogger(__name__)
 
 StatKey = tuple[int, int, int]
+VersionKey = bytes
+_HEADER = 100
 
 
 def stat_key(st: os.stat_result) -> StatKey:
-    """What identifies one published version of the shared file (it is only ever replaced whole)."""
+    """A file's identity by its attributes (fine on local disk; see ``version_key`` for the volume)."""
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def header_key(header: bytes) -> VersionKey:
+    """The version of a published file, from its SQLite header: change counter, page count, user_version.
+
+    Why content and not ``stat``: FUSE filesystems (MooseFS, bindfs) cache attributes for about a second, so a
+    peer's freshly published file can still show the old inode, size and mtime — measured over two bindfs
+    aliases, stat-based fencing lost acknowledged writes. Every publish stamps a fresh random ``user_version``
+    (header bytes 60..63), and a fresh ``open()`` reads current content.
+    """
+    return bytes(header[24:32]) + bytes(header[60:64])
+
+
+def version_key(path: Path) -> VersionKey | None:
+    try:
+        with open(path, "rb") as handle:
+            return header_key(handle.read(_HEADER))
+    except FileNotFoundError:
+        return None
 
 
 def fsync_dir(path: Path) -> None:
@@ -183,7 +205,7 @@ class VolumeDatabase:
         self.expected_revision = expected_revision
         self.before_publish = before_publish
         self.stats = DatabaseStats()
-        self._pulled: StatKey | None = None
+        self._pulled: VersionKey | None = None
         self._local_revision: str | None = None
         self._last_check = 0.0
         self._rw = _ReadWriteLock()
@@ -210,12 +232,11 @@ class VolumeDatabase:
             return False
         with self._refresh_mutex:
             self._last_check = now
-            try:
-                current = stat_key(os.stat(self.shared_path))
-            except FileNotFoundError:
+            current = version_key(self.shared_path)
+            if current is None:
                 raise DatabaseError(
                     f"no database at {self.shared_path}: run `voicebox-worker bootstrap` first"
-                ) from None
+                )
             if current == self._pulled and self.local_path.exists():
                 return False
             self._pull()
@@ -227,7 +248,9 @@ class VolumeDatabase:
         try:
             # An open descriptor pins one inode: the copy is one published version even if a peer replaces it.
             with open(self.shared_path, "rb") as src, open(tmp, "wb") as dst:
-                key = stat_key(os.fstat(src.fileno()))
+                header = src.read(_HEADER)
+                key = header_key(header)
+                dst.write(header)
                 shutil.copyfileobj(src, dst, 1024 * 1024)
             try:
                 revision = read_revision(tmp)
@@ -353,20 +376,15 @@ class VolumeDatabase:
         finally:
             lease.release()
 
-    def _fence(self, held: _HeldLease, base: StatKey | None) -> None:
+    def _fence(self, held: _HeldLease, base: VersionKey | None) -> None:
         reason = held.lost_reason(self.lease_path)
-        if reason is None:
-            try:
-                now = stat_key(os.stat(self.shared_path))
-            except FileNotFoundError:
-                now = None
-            if now != base:
-                reason = "the shared database changed since it was pulled"
+        if reason is None and version_key(self.shared_path) != base:
+            reason = "the shared database changed since it was pulled"
         if reason is not None:
             self.stats.fence_failures += 1
             raise WriteConflictError(f"write not published: {reason}; retry the request")
 
-    def _publish(self, work_path: Path) -> StatKey:
+    def _publish(self, work_path: Path) -> VersionKey:
         """Backup API into a temp file beside the shared one → fsync → os.replace → fsync(dir)."""
         db_dir = self.shared_path.parent
         tmp = db_dir / f"{self.shared_path.name}.tmp-{uuid.uuid4().hex}"
@@ -376,6 +394,8 @@ class VolumeDatabase:
             try:
                 dst.execute("PRAGMA journal_mode=OFF")
                 src.backup(dst)
+                # a fresh random version stamp: peers detect the new file by content, not by stat
+                dst.execute(f"PRAGMA user_version={secrets.randbits(31) or 1}")
             finally:
                 dst.close()
                 src.close()
@@ -384,9 +404,11 @@ class VolumeDatabase:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            published = version_key(tmp)
             os.replace(tmp, self.shared_path)
             fsync_dir(db_dir)
-            return stat_key(os.stat(self.shared_path))
+            assert published is not None
+            return published
         finally:
             tmp.unlink(missing_ok=True)
 

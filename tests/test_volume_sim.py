@@ -1,0 +1,55 @@
+"""The bounded volume simulation in CI: 3 worker processes, ≥ 30 SIGKILLs, zero lost acknowledged writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def run_sim(*args: str, timeout: float = 400) -> dict:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "volume-sim"), "--json", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines, result.stderr[-3000:]
+    report = json.loads(lines[-1])
+    report["returncode"] = result.returncode
+    return report
+
+
+def test_bounded_simulation_loses_nothing() -> None:
+    report = run_sim("--workers", "3", "--seconds", "60", "--kill-rate", "0.6", "--seed", "11")
+    details = report.get("details", {})
+    print(json.dumps({k: v for k, v in report.items() if k != "details"}))
+    assert report["kills"] >= 30
+    assert report["operations_acknowledged"] > 200
+    assert report["lost"] == 0, details.get("lost")
+    assert report["missing_files"] == 0 and report["partial_files"] == 0
+    assert report["integrity"] == "ok"
+    assert report["lease"] in ("released", "expired")
+    assert report["ok"] and report["returncode"] == 0
+
+
+@pytest.mark.fuse
+@pytest.mark.skipif(
+    not (shutil.which("bindfs") and os.path.exists("/dev/fuse")), reason="bindfs/FUSE not available"
+)
+def test_simulation_over_two_bindfs_aliases() -> None:
+    report = run_sim("--mode", "bindfs", "--workers", "2", "--seconds", "20", "--kill-rate", "0.4")
+    if "skipped" in report:
+        pytest.skip(report["skipped"])
+    assert report["lost"] == 0, report.get("details", {}).get("lost")
+    assert report["integrity"] == "ok" and report["ok"]
