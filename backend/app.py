@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from backend.api.auth import install_api_keys
 from backend.api.errors import install_error_handlers
 from backend.config import Settings
 from backend.services.container import Services
@@ -30,6 +31,7 @@ def api_routers() -> list[APIRouter]:
         history,
         library,
         models,
+        openai_compat,
         profiles,
         system,
         transcribe,
@@ -45,6 +47,7 @@ def api_routers() -> list[APIRouter]:
         transcribe.router,
         models.router,
         exports.router,
+        openai_compat.router,
         # ---- end of ROUTERS ----
     ]
     return routers
@@ -72,6 +75,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     )
     app.state.services = services
     app.state.settings = settings
+    install_api_keys(app, settings)  # before CORS: CORS stays outermost (preflights, headers on 401)
     # Voicebox answers any origin without credentials; the desktop app runs from tauri:// or localhost.
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]

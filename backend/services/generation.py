@@ -70,10 +70,11 @@ class GenerationService:
             raise ValidationError("text is empty")
         now = utcnow()
         gen_id = new_id()
+        request_id = (request.request_id or "").strip() or None  # an empty header is no id
         with self.services.db.write() as session:
-            if request.request_id:
+            if request_id:
                 existing = session.scalar(
-                    select(Generation).where(Generation.request_id == request.request_id)
+                    select(Generation).where(Generation.request_id == request_id)
                 )
                 if existing is not None:  # a retried RunPod job: answer with the first attempt
                     self._ensure_event(existing.id, done=existing.status in FINAL)
@@ -101,7 +102,7 @@ class GenerationService:
                 audio_path=f"generations/{now:%Y-%m}/{gen_id}.wav",
                 owner_worker_id=self.settings.worker_id,
                 lease_expires_at=now + timedelta(seconds=self.settings.job_lease_seconds),
-                request_id=request.request_id,
+                request_id=request_id,
                 created_at=now,
             )
             session.add(row)

@@ -1,0 +1,222 @@
+"""OpenAI-compatible routes: ``POST /v1/audio/speech``, ``GET /v1/audio/voices``, ``GET /v1/models``.
+
+Why: tools built on OpenAI's speech API (the official SDKs, Open WebUI, home-automation TTS plugins) can use
+cloned voices by pointing their base URL at ``<server>/v1`` — the voice is a profile name. The routes only parse
+OpenAI's shape; ``backend/services/speech.py`` does the work and the decisions (model names, speed, formats).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from backend.schemas import LANGUAGE_PATTERN
+from backend.services.speech import (
+    MAX_INPUT_CHARS,
+    MAX_SPEED,
+    MIN_SPEED,
+    SpeechFailedError,
+    SpeechRequest,
+    SpeechService,
+)
+
+#: OpenAI's error ``type`` by status (the SDKs pick their exception class from the status alone)
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+}
+
+
+def openai_error_body(status: int, detail: object) -> dict[str, Any]:
+    """``{"detail": ..., "error": {message, type, param, code}}``: Voicebox's shape and OpenAI's together.
+
+    Why both: the OpenAI SDKs put only ``error.message`` into the exception text (a bare ``detail`` shows as
+    "Error code: 404"), while scripts written for this server read ``detail``.
+    """
+    param = None
+    if isinstance(detail, list):  # FastAPI validation errors
+        parts = []
+        for item in detail:
+            loc = (
+                [str(p) for p in item.get("loc", ()) if p != "body"]
+                if isinstance(item, dict)
+                else []
+            )
+            param = param or (".".join(loc) or None)
+            msg = item.get("msg", item) if isinstance(item, dict) else item
+            parts.append(f"{'.'.join(loc)}: {msg}" if loc else str(msg))
+        message = "; ".join(parts) or "invalid request"
+    else:
+        message = str(detail)
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {
+        "detail": detail,
+        "error": {"message": message, "type": kind, "param": param, "code": None},
+    }
+
+
+class OpenAIErrorRoute(APIRoute):
+    """Errors of ``/v1`` routes, still decided by the app's handlers (``backend/api/errors.py``), reshaped."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        inner = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await inner(request)
+            except Exception as exc:
+                answer = await _central_answer(request, exc)
+                if answer is None:
+                    raise
+                return _reshape(answer)
+
+        return handler
+
+
+async def _central_answer(request: Request, exc: Exception) -> Response | None:
+    handlers = request.app.exception_handlers
+    for kind in type(exc).__mro__:
+        handler = handlers.get(kind)
+        if handler is not None:
+            if inspect.iscoroutinefunction(handler):
+                return await handler(request, exc)
+            return await run_in_threadpool(handler, request, exc)
+    return None
+
+
+def _reshape(answer: Response) -> Response:
+    try:
+        detail = json.loads(bytes(answer.body))["detail"]
+    except (ValueError, KeyError, TypeError):
+        return answer
+    headers = {
+        k: v for k, v in answer.headers.items() if k not in ("content-length", "content-type")
+    }
+    return JSONResponse(
+        openai_error_body(answer.status_code, detail), answer.status_code, headers=headers
+    )
+
+
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIErrorRoute)
+
+#: the answer to a generation that ended without audio; ``x-should-retry: false`` stops the OpenAI SDKs from
+#: retrying (they retry 409 and 5xx), which would start a second generation beside the first
+_FAILED_STATUS = {"failed": 500, "cancelled": 409, "timeout": 504}
+
+
+class VoiceObject(BaseModel):
+    """OpenAI's custom-voice form ``{"id": ...}``; the id is resolved like a voice string."""
+
+    id: str = Field(min_length=1, max_length=200)
+
+
+class SpeechBody(BaseModel):
+    """OpenAI's ``CreateSpeechRequest``, plus ``language`` and ``seed`` (extensions)."""
+
+    model: str = Field(min_length=1, max_length=200)
+    input: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
+    voice: Annotated[str, Field(min_length=1, max_length=200)] | VoiceObject
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED)
+    instructions: str | None = Field(default=None, max_length=4096)
+    stream_format: Literal["audio", "sse"] | None = None
+    language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+    def to_request(self, request_id: str | None) -> SpeechRequest:
+        voice = self.voice.id if isinstance(self.voice, VoiceObject) else self.voice
+        return SpeechRequest(
+            model=self.model,
+            input=self.input,
+            voice=voice,
+            response_format=self.response_format,
+            speed=self.speed,
+            instructions=self.instructions,
+            stream_format=self.stream_format,
+            language=self.language,
+            seed=self.seed,
+            request_id=request_id,
+        )
+
+
+class VoiceEntry(BaseModel):
+    id: str
+    object: Literal["voice"] = "voice"
+    name: str
+    language: str
+    description: str | None
+    sample_count: int
+    created_at: datetime | None
+
+
+class VoiceList(BaseModel):
+    """``data`` in OpenAI's list shape; ``voices`` (the names) as other OpenAI-compatible servers answer."""
+
+    object: Literal["list"] = "list"
+    data: list[VoiceEntry]
+    voices: list[str]
+
+
+class ModelEntry(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "voicebox-worker"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelEntry]
+
+
+def speech_service(request: Request) -> SpeechService:
+    return SpeechService(request.app.state.services)
+
+
+@router.post(
+    "/audio/speech",
+    response_class=Response,
+    responses={200: {"description": "the audio", "content": {"audio/mpeg": {}}}},
+)
+def create_speech(
+    body: SpeechBody,
+    request: Request,
+    x_request_id: str | None = Header(default=None, max_length=128),
+) -> Response:
+    """Generate speech and answer the audio bytes (a history row is stored, as for ``/generate``)."""
+    try:
+        # an empty X-Request-ID is no id (it would collide with every other empty one)
+        result = speech_service(request).synthesize(body.to_request(x_request_id or None))
+    except SpeechFailedError as err:
+        raise HTTPException(
+            _FAILED_STATUS.get(err.kind, 500),
+            err.message,
+            headers={"X-Generation-ID": err.generation_id, "x-should-retry": "false"},
+        ) from None
+    return Response(
+        result.audio,
+        media_type=result.content_type,
+        headers={"X-Generation-ID": result.generation_id, "X-Voicebox-Model": result.model},
+    )
+
+
+@router.get("/audio/voices", response_model=VoiceList)
+def list_voices(request: Request) -> VoiceList:
+    voices = speech_service(request).list_voices()
+    return VoiceList(data=[VoiceEntry(**vars(v)) for v in voices], voices=[v.name for v in voices])
+
+
+@router.get("/models", response_model=ModelList)
+def list_models(request: Request) -> ModelList:
+    return ModelList(data=[ModelEntry(id=name) for name in speech_service(request).model_ids()])
