@@ -30,6 +30,19 @@ def machine() -> str:
     return f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
 
 
+def render(rows: list[dict]) -> str:
+    """A markdown table: bench, p50, ratio, and every other figure of the row as ``key=value``."""
+    lines = ["| bench | p50 ms | ratio | other figures |", "|---|---:|---:|---|"]
+    for row in rows:
+        name = row["bench"] + (f" ({row['case']})" if "case" in row else "")
+        rest = {
+            k: v for k, v in row.items() if k not in {"bench", "case", "module", "p50_ms", "ratio"}
+        }
+        other = ", ".join(f"{k}={v}" for k, v in rest.items())
+        lines.append(f"| {name} | {row.get('p50_ms', '')} | {row.get('ratio', '')} | {other} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--short", action="store_true", help="small sizes, few repeats (CI)")
@@ -47,15 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"machine": machine(), "rows": rows}, indent=2))
         return 0
-    columns = ["bench"] + sorted({k for r in rows for k in r} - {"bench", "module"})
-    widths = (
-        {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns} if rows else {}
-    )
     print(f"machine: {machine()}")
-    print(" | ".join(c.ljust(widths[c]) for c in columns))
-    print("-|-".join("-" * widths[c] for c in columns))
-    for r in rows:
-        print(" | ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+    print(render(rows))
     return 0
 
 

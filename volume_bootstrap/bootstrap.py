@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +15,7 @@ from dataclasses import dataclass, field
 
 from backend.config import Settings
 from backend.db.volume_db import VolumeDatabase
+from backend.engines.hfcache import configure_hf_env
 from volume_bootstrap.layout import ensure_layout, mount_info
 from volume_bootstrap.migrate import MigrationResult, head_revision, migrate_volume
 
@@ -60,15 +59,6 @@ def _phase(report: BootstrapReport, name: str) -> Iterator[None]:
         report.phases[name] = time.perf_counter() - started
 
 
-def set_hf_home(settings: Settings) -> None:
-    """Point the Hugging Face cache at the volume; both hub and transformers read it once, at import."""
-    os.environ["HF_HOME"] = str(settings.hf_home)
-    if "huggingface_hub" in sys.modules:
-        log.warning(
-            "huggingface_hub was imported before HF_HOME was set; its cache path may be stale"
-        )
-
-
 def bootstrap(
     settings: Settings, *, db: VolumeDatabase | None = None, run_fsck: bool = True
 ) -> BootstrapReport:
@@ -90,7 +80,8 @@ def bootstrap(
                 info.options,
             )
     with _phase(report, "hf_env"):
-        set_hf_home(settings)
+        # both the hub and transformers read it once, at import: set it before anything imports them
+        configure_hf_env(settings)
     database = db or VolumeDatabase(settings, expected_revision=head_revision())
     with _phase(report, "migrate"):
         result: MigrationResult = migrate_volume(settings, database)

@@ -1,0 +1,36 @@
+"""The benchmark command runs in CI in its short mode and prints one table (figures are not asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def test_bench_short_prints_one_table() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--short"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    names = " ".join(table)
+    for needle in (
+        "db write",
+        "bootstrap to ready",
+        "handler_overhead",
+        "base64",
+        "GET /history",
+        "voice prompt",
+        "tiny Qwen load",
+    ):
+        assert needle in names, f"{needle!r} missing from the bench table"
+    assert result.stdout.startswith("machine: ")
