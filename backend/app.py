@@ -35,6 +35,7 @@ def api_routers() -> list[APIRouter]:
         profiles,
         system,
         transcribe,
+        volume,
     )
 
     routers: list[APIRouter] = [
@@ -48,6 +49,7 @@ def api_routers() -> list[APIRouter]:
         models.router,
         exports.router,
         openai_compat.router,
+        volume.router,
         # ---- end of ROUTERS ----
     ]
     return routers

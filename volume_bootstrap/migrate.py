@@ -22,7 +22,14 @@ from sqlalchemy.engine import Engine
 
 from backend.config import Settings
 from backend.db.errors import DatabaseCorruptError, SchemaMismatchError
-from backend.db.volume_db import VolumeDatabase, WorkCopy, fsync_dir, integrity_check, read_revision
+from backend.db.volume_db import (
+    VolumeDatabase,
+    WorkCopy,
+    fsync_dir,
+    integrity_check,
+    read_revision,
+    restore_hint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +194,7 @@ def prune_backups(settings: Settings) -> None:
 
 
 def _corrupt_message(settings: Settings, detail: str) -> str:
-    backups = list_backups(settings)
-    hint = (
-        f"restore the latest backup: voicebox-worker db restore {backups[0].name}"
-        if backups
-        else "no backup exists on the volume"
-    )
-    return f"the shared database {settings.db_path} is corrupt ({detail}); {hint}"
+    return f"the shared database {settings.db_path} is corrupt ({detail}); {restore_hint(settings)}"
 
 
 def migrate_volume(

@@ -130,6 +130,18 @@ def read_revision(path: Path) -> str | None:
         conn.close()
 
 
+def restore_hint(settings: Settings) -> str:
+    """What to do about a corrupt shared database: the newest backup and the command that restores it."""
+    backups = (
+        sorted(settings.backups_dir.glob("voicebox-*.db"), key=lambda p: p.name, reverse=True)
+        if settings.backups_dir.is_dir()
+        else []
+    )
+    if not backups:
+        return "no backup exists on the volume"
+    return f"restore the latest backup: voicebox-worker db restore {backups[0].name}"
+
+
 class _ReadWriteLock:
     """Many readers of the local copy, or one swapper of it: a file is never replaced under an open session."""
 
@@ -257,7 +269,7 @@ class VolumeDatabase:
             except sqlite3.DatabaseError as exc:
                 raise DatabaseCorruptError(
                     f"the shared database {self.shared_path} is not a readable SQLite file ({exc}); "
-                    "restore the latest backup with `voicebox-worker db restore`"
+                    + restore_hint(self.settings)
                 ) from exc
             with self._rw.exclusive():
                 os.replace(tmp, self.local_path)
@@ -299,10 +311,16 @@ class VolumeDatabase:
         self.stats.writes += 1
 
     @contextmanager
-    def write_file(self, *, check_schema: bool = True) -> Iterator[WorkCopy]:
-        """The lease-held cycle on a file level: used by ``write`` and by migrations and restores."""
+    def write_file(self, *, check_schema: bool = True, pull: bool = True) -> Iterator[WorkCopy]:
+        """The lease-held cycle on a file level: used by ``write`` and by migrations and restores.
+
+        ``pull=False`` starts from an empty work path without reading the shared file (a restore replaces a
+        file that may be unreadable); the fence still checks that nobody published meanwhile.
+        """
         with self._write_mutex, self.lease() as held:
-            if self.shared_path.exists():
+            if not pull:
+                self._pulled = version_key(self.shared_path)
+            elif self.shared_path.exists():
                 self.refresh(force=True)
             else:
                 self._pulled = None
@@ -312,10 +330,10 @@ class VolumeDatabase:
             self.local_dir.mkdir(parents=True, exist_ok=True)
             work = WorkCopy(
                 path=self.local_dir / f"work-{uuid.uuid4().hex}.db",
-                base_revision=self._local_revision if base else None,
+                base_revision=self._local_revision if base and pull else None,
             )
             try:
-                if base is not None:
+                if base is not None and pull:
                     with self._rw.shared():
                         shutil.copyfile(self.local_path, work.path)
                 yield work
