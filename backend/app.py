@@ -77,7 +77,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     )
     app.state.services = services
     app.state.settings = settings
-    install_api_keys(app, settings)  # before CORS: CORS stays outermost (preflights, headers on 401)
+    install_api_keys(
+        app, settings
+    )  # before CORS: CORS stays outermost (preflights, headers on 401)
     # Voicebox answers any origin without credentials; the desktop app runs from tauri:// or localhost.
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]

@@ -174,7 +174,9 @@ def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
         )
     db = _database(settings)
     settings.db_dir.mkdir(parents=True, exist_ok=True)
-    with db.write_file(check_schema=False, pull=False) as work:  # the current file may be unreadable
+    with db.write_file(
+        check_schema=False, pull=False
+    ) as work:  # the current file may be unreadable
         shutil.copyfile(source, work.path)
     emit(args, {"restored": source.name, "revision": revision}, f"restored {source.name}")
     return EXIT_OK

@@ -239,7 +239,9 @@ def test_empty_request_id_header_is_no_id(worker) -> None:
     pid = profile_with_sample(worker)
     for _ in range(2):
         r = worker.post(
-            "/generate?wait=true", json={"profile_id": pid, "text": "x"}, headers={"X-Request-Id": ""}
+            "/generate?wait=true",
+            json={"profile_id": pid, "text": "x"},
+            headers={"X-Request-Id": ""},
         )
         assert r.status_code == 200, r.text
     assert worker.get("/history").json()["total"] == 2

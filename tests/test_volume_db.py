@@ -122,3 +122,25 @@ class _NoLease:
 
 def _no_lease():
     return _NoLease()
+
+
+def test_abandoned_empty_marker_is_broken_after_the_lease(two_workers) -> None:
+    """A worker killed between the marker's exclusive create and its owner record must not wedge writers."""
+    import time
+
+    a, _ = two_workers
+    a.lease_path.write_bytes(b"")
+    old = time.time() - a.settings.lease_seconds - 1
+    os.utime(a.lease_path, (old, old))
+    started = time.monotonic()
+    with a.write() as session:
+        session.add(Profile(name="after-abandoned-marker"))
+    assert time.monotonic() - started < a.settings.lease_seconds * 3
+    assert count(a) == 1
+
+
+def test_fresh_empty_marker_is_left_alone(two_workers) -> None:
+    a, _ = two_workers
+    a.lease_path.write_bytes(b"")
+    assert a._break_abandoned_marker() is False  # a peer may be writing its record right now
+    assert a.lease_path.exists()

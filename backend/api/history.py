@@ -17,7 +17,7 @@ from backend.schemas import (
     MessageResponse,
 )
 from backend.services.container import Services
-from backend.services.history import MAX_LIMIT, AudioAnswer
+from backend.services.history import MAX_LIMIT, MAX_OFFSET, AudioAnswer
 
 router = APIRouter(tags=["history"])
 
@@ -34,7 +34,7 @@ def list_history(
     profile_id: str | None = None,
     search: str | None = Query(None, max_length=500),
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     services: Services = Depends(get_services),
 ) -> HistoryListResponse:
     rows, total = services.history.list(

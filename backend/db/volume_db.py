@@ -380,19 +380,51 @@ class VolumeDatabase:
             lease_duration=self.settings.lease_seconds,
             on_compromise=held.mark_compromised,
         )
-        try:
-            lease.acquire(timeout=self.settings.lease_timeout)
-        except Timeout:
-            raise LeaseTimeoutError(
-                f"the database lease ({self.lease_path.name}) stayed busy for "
-                f"{self.settings.lease_timeout:g} s; another worker is writing — retry"
-            ) from None
+        deadline = time.monotonic() + self.settings.lease_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                lease.acquire(timeout=max(0.0, min(remaining, self.settings.lease_seconds)))
+                break
+            except Timeout:
+                if self._break_abandoned_marker() or time.monotonic() < deadline:
+                    continue
+                raise LeaseTimeoutError(
+                    f"the database lease ({self.lease_path.name}) stayed busy for "
+                    f"{self.settings.lease_timeout:g} s; another worker is writing — retry"
+                ) from None
         held.lease = lease
         held.token = lease.token
         try:
             yield held
         finally:
             lease.release()
+
+    def _break_abandoned_marker(self) -> bool:
+        """Remove a marker with no owner record that is older than the lease.
+
+        A worker killed between filelock's exclusive create and its write of the owner record leaves an empty
+        marker that filelock never breaks (measured: every later writer times out). Nobody can hold such a
+        marker for ``lease_seconds``; if a live holder's marker is removed by a race, its fence fails and it
+        publishes nothing.
+        """
+        try:
+            st = os.stat(self.lease_path)
+            content = self.lease_path.read_bytes() if st.st_size < 4096 else b"token="
+        except FileNotFoundError:
+            return False
+        if b"token=" in content or time.time() - st.st_mtime < self.settings.lease_seconds:
+            return False
+        aside = self.lease_path.with_name(f"{self.lease_path.name}.abandoned-{uuid.uuid4().hex}")
+        try:
+            os.rename(self.lease_path, aside)
+        except FileNotFoundError:
+            return False
+        aside.unlink(missing_ok=True)
+        log.warning(
+            "removed an abandoned lease marker with no owner record (a worker died creating it)"
+        )
+        return True
 
     def _fence(self, held: _HeldLease, base: VersionKey | None) -> None:
         reason = held.lost_reason(self.lease_path)

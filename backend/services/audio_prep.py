@@ -37,8 +37,10 @@ def _info(source: Path, what: str) -> sf._SoundFileInfo:  # type: ignore[name-de
     try:
         return sf.info(str(source))
     except Exception as exc:  # noqa: BLE001 - libsndfile reports every failure as its own error
+        # libsndfile names the file it opened: a temp path on the volume, which answers never show.
+        reason = str(exc).replace(f"'{source}'", "the file").replace(str(source), "the file")
         raise ValidationError(
-            f"{what}: could not read the audio (supported: wav, flac, ogg, opus, mp3): {exc}"
+            f"{what}: could not read the audio (supported: wav, flac, ogg, opus, mp3): {reason}"
         ) from None
 
 

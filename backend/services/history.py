@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 OUTPUT_FORMATS = ("wav", "flac", "mp3", "opus")
 MAX_LIMIT = 100
+#: SQLite binds 64-bit integers only; a larger offset was a 500 (OverflowError) instead of a 422.
+MAX_OFFSET = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,8 @@ class HistoryService:
         """Newest first; ``search`` matches the text or the profile name, case-insensitively."""
         if not 1 <= limit <= MAX_LIMIT:
             raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}")
-        if offset < 0:
-            raise ValidationError("offset must not be negative")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise ValidationError(f"offset must be between 0 and {MAX_OFFSET}")
         query = select(Generation)
         if profile_id:
             query = query.where(Generation.profile_id == profile_id)
