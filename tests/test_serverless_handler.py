@@ -102,9 +102,11 @@ def test_multipart_upload_with_form_fields(run_jobs: Callable[..., list[dict]]) 
     ]
 
 
-def test_urlencoded_form(run_jobs: Callable[..., list[dict]]) -> None:
+def test_form_without_files(run_jobs: Callable[..., list[dict]]) -> None:
     (answer,) = run_jobs({"path": "/form", "form": {"a": "1", "b": ["x", "y"]}})
     assert answer["body"]["fields"] == [["a", "1"], ["b", "x"], ["b", "y"]]
+    # multipart, not URL-encoded: the app's import routes (volume_name) parse multipart only
+    assert answer["body"]["content_type"].startswith("multipart/form-data")
 
 
 def test_binary_text_and_errors(run_jobs: Callable[..., list[dict]]) -> None:

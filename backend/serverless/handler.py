@@ -161,7 +161,9 @@ class JobHandler:
             kwargs["files"] = env.file_parts()
             kwargs["data"] = _as_form(env.form_items())
         elif env.form:
-            kwargs["data"] = _as_form(env.form_items())
+            # Fields alone still go as multipart/form-data: the app's form routes (imports by
+            # volume_name) parse multipart only, and FastAPI's Form() accepts it as well.
+            kwargs["files"] = [(key, (None, value)) for key, value in env.form_items()]
         elif env.body is not None and env.method != "GET":
             kwargs["json"] = env.body
         return self._http().build_request(

@@ -361,13 +361,26 @@ def make_settings(tmp: Any, **env: str) -> Any:
 
 
 def start_stack(
-    tmp: Any, *, settings_env: dict[str, str] | None = None, **mock_kwargs: Any
+    tmp: Any,
+    *,
+    settings_env: dict[str, str] | None = None,
+    app: Any = None,
+    settings: Any = None,
+    **mock_kwargs: Any,
 ) -> Stack:
-    """Start mock + handler + stub Voicebox app; the caller stops ``stack.mock``."""
-    from tests.support.voicebox_stub import create_stub_app
+    """Start mock + handler + a Voicebox app; the caller stops ``stack.mock``.
 
-    settings = make_settings(tmp, **(settings_env or {}))
-    app = create_stub_app(settings.volume)
+    By default the app is the stub (tests/support/voicebox_stub.py) on settings made under ``tmp``;
+    pass ``app`` and its ``settings`` to run jobs through any ASGI app instead (e.g. the real
+    ``backend.app.create_app`` on a bootstrapped volume).
+    """
+    if app is None:
+        from tests.support.voicebox_stub import create_stub_app
+
+        settings = settings or make_settings(tmp, **(settings_env or {}))
+        app = create_stub_app(settings.volume)
+    elif settings is None:
+        raise ValueError("start_stack(app=...) needs the app's settings")
     handler, real = build_handler(settings, app)
     mock = RunPodMock(handler, **mock_kwargs).start()
     return Stack(mock=mock, app=app, settings=settings, real_handler=real)

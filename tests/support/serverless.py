@@ -110,7 +110,10 @@ def make_test_app() -> Any:
     @app.post("/form")
     async def form(request: Request) -> dict:
         data = await request.form()
-        return {"fields": [[k, v] for k, v in data.multi_items()]}
+        return {
+            "fields": [[k, v] for k, v in data.multi_items()],
+            "content_type": request.headers.get("content-type", ""),
+        }
 
     @app.post("/generate")
     async def generate(request: Request) -> JSONResponse:
