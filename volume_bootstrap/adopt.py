@@ -688,7 +688,7 @@ def adopt_database_file(
     from volume_bootstrap.migrate import (
         alembic_config,
         head_revision,
-        migration_engine,
+        migration_transaction,
         schema_differences,
     )
 
@@ -699,30 +699,26 @@ def adopt_database_file(
             f"{path.name} already has an Alembic revision; it is not a legacy database"
         )
     expected = baseline_signature()
-    engine = migration_engine(path)
-    try:
-        with engine.begin() as conn:
+    with migration_transaction(path) as conn:
 
-            def query(sql: str) -> list[dict[str, Any]]:
-                return [dict(row) for row in conn.exec_driver_sql(sql).mappings()]
+        def query(sql: str) -> list[dict[str, Any]]:
+            return [dict(row) for row in conn.exec_driver_sql(sql).mappings()]
 
-            plan = build_plan(query, _roots(settings, source_root))
-            attach_files(plan, settings.data_dir, stored)
-            _drop_legacy(conn, plan.layout)
-            command.upgrade(alembic_config(conn), BASELINE_REVISION)
-            _insert_rows(conn, plan)
-            _check_signature(
-                _schema_signature(lambda sql: [tuple(r) for r in conn.exec_driver_sql(sql)]),
-                expected,
-            )
-            stamped = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
-            if [tuple(r) for r in stamped] != [(BASELINE_REVISION,)]:
-                raise AdoptionError(f"adoption did not stamp {BASELINE_REVISION}: {stamped}")
-            problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            if problems:
-                raise AdoptionError(f"foreign key check failed after adoption: {problems[:5]}")
-    finally:
-        engine.dispose()
+        plan = build_plan(query, _roots(settings, source_root))
+        attach_files(plan, settings.data_dir, stored)
+        _drop_legacy(conn, plan.layout)
+        command.upgrade(alembic_config(conn), BASELINE_REVISION)
+        _insert_rows(conn, plan)
+        _check_signature(
+            _schema_signature(lambda sql: [tuple(r) for r in conn.exec_driver_sql(sql)]),
+            expected,
+        )
+        stamped = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+        if [tuple(r) for r in stamped] != [(BASELINE_REVISION,)]:
+            raise AdoptionError(f"adoption did not stamp {BASELINE_REVISION}: {stamped}")
+        problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise AdoptionError(f"foreign key check failed after adoption: {problems[:5]}")
     # While the baseline is head the models must match now; otherwise the caller compares after upgrading.
     if head_revision() == BASELINE_REVISION:
         diffs = schema_differences(path)

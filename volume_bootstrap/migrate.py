@@ -13,12 +13,14 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from backend.config import Settings
 from backend.db.errors import DatabaseCorruptError, SchemaMismatchError
@@ -86,42 +88,39 @@ def migration_engine(path: Path) -> Engine:
     return engine
 
 
-def upgrade_file(path: Path, target: str = "head") -> None:
-    from alembic import command
-
+@contextmanager
+def migration_transaction(path: Path) -> Iterator[Connection]:
+    """One ``BEGIN IMMEDIATE`` transaction on ``path``: committed on a clean exit, rolled back otherwise."""
     engine = migration_engine(path)
     try:
         with engine.begin() as conn:
-            command.upgrade(alembic_config(conn), target)
-            problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            if problems:
-                raise DatabaseCorruptError(
-                    f"foreign key check failed after upgrade: {problems[:5]}"
-                )
+            yield conn
     finally:
         engine.dispose()
+
+
+def upgrade_file(path: Path, target: str = "head") -> None:
+    from alembic import command
+
+    with migration_transaction(path) as conn:
+        command.upgrade(alembic_config(conn), target)
+        problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise DatabaseCorruptError(f"foreign key check failed after upgrade: {problems[:5]}")
 
 
 def downgrade_file(path: Path, target: str) -> None:
     from alembic import command
 
-    engine = migration_engine(path)
-    try:
-        with engine.begin() as conn:
-            command.downgrade(alembic_config(conn), target)
-    finally:
-        engine.dispose()
+    with migration_transaction(path) as conn:
+        command.downgrade(alembic_config(conn), target)
 
 
 def stamp_file(path: Path, revision: str) -> None:
     from alembic import command
 
-    engine = migration_engine(path)
-    try:
-        with engine.begin() as conn:
-            command.stamp(alembic_config(conn), revision)
-    finally:
-        engine.dispose()
+    with migration_transaction(path) as conn:
+        command.stamp(alembic_config(conn), revision)
 
 
 def schema_differences(path: Path) -> list[object]:

@@ -108,3 +108,16 @@ QWEN_LANGUAGES: dict[str, str] = {
     "es": "Spanish",
     "it": "Italian",
 }
+
+
+def release_device_memory() -> None:
+    """Give a dropped model's memory back (GPU caches included) so the next load fits."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - engines need torch; the fakes do not
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -12,7 +12,6 @@ network probe, while the cache check still works by repo id.
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from backend.config import Settings
-from backend.engines.base import OUTPUT_SAMPLE_RATE, QWEN_LANGUAGES, EngineError, VoicePrompt
+from backend.engines.base import (
+    OUTPUT_SAMPLE_RATE,
+    QWEN_LANGUAGES,
+    EngineError,
+    VoicePrompt,
+    release_device_memory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +140,7 @@ class QwenTTSEngine:
         if self._model is None:
             return
         self._model = None
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        release_device_memory()
 
     def is_loaded(self) -> bool:
         return self._model is not None

@@ -8,7 +8,6 @@ goes through the volume cache exactly like the TTS engine (see ``qwen.py`` for w
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from backend.config import Settings
-from backend.engines.base import EngineError
+from backend.engines.base import EngineError, release_device_memory
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +93,7 @@ class WhisperSTTEngine:
             return
         self._model = None
         self._processor = None
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        release_device_memory()
 
     def is_loaded(self) -> bool:
         return self._model is not None

@@ -28,7 +28,8 @@ import re
 import stat
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -68,6 +69,22 @@ Progress = Callable[[str, int, int], None]
 
 
 # ---------------------------------------------------------------------------------------------- results
+@contextmanager
+def _removed_on_failure(out: Path) -> Iterator[None]:
+    """Never leave a half-written bundle; a sample deleted during the export is a retryable conflict."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        out.unlink(missing_ok=True)
+        raise ConflictError(
+            f"a file was removed while the bundle was written ({Path(exc.filename or '').name}); "
+            "retry the export"
+        ) from None
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+
+
 @dataclass(frozen=True)
 class ExportedFile:
     """A finished bundle in ``voicebox/.tmp``; the caller streams it and then deletes it."""
@@ -671,42 +688,32 @@ class BundleService:
         if avatar is not None and not avatar.is_file():
             avatar = None
         out = self.blobs.new_tmp_path(".zip")
-        try:
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-                avatar_name = None
-                if avatar is not None:
-                    avatar_name = f"avatar{avatar.suffix}"
-                    zf.write(avatar, avatar_name)
-                manifest: dict[str, Any] = {
-                    "version": fmt,
-                    "profile": {
-                        "name": profile.name,
-                        "description": profile.description,
-                        "language": profile.language,
-                    },
-                    "has_avatar": avatar is not None,
-                }
-                samples_json: dict[str, str] = {}
-                entries = []
-                for sample, path in sample_files:
-                    name = path.name
-                    samples_json[name] = sample.reference_text
-                    entries.append((f"samples/{name}", path, sample))
-                if fmt == VERSION_V11:
-                    manifest = self._v11_profile_manifest(profile, entries, avatar, avatar_name)
-                zf.writestr("manifest.json", json.dumps(manifest, indent=2))
-                for arcname, path, _ in entries:
-                    zf.write(path, arcname)
-                zf.writestr("samples.json", json.dumps(samples_json, indent=2))
-        except FileNotFoundError as exc:
-            out.unlink(missing_ok=True)
-            raise ConflictError(
-                f"a file was removed while the bundle was written ({Path(exc.filename or '').name}); "
-                "retry the export"
-            ) from None
-        except BaseException:
-            out.unlink(missing_ok=True)
-            raise
+        with _removed_on_failure(out), zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            avatar_name = None
+            if avatar is not None:
+                avatar_name = f"avatar{avatar.suffix}"
+                zf.write(avatar, avatar_name)
+            manifest: dict[str, Any] = {
+                "version": fmt,
+                "profile": {
+                    "name": profile.name,
+                    "description": profile.description,
+                    "language": profile.language,
+                },
+                "has_avatar": avatar is not None,
+            }
+            samples_json: dict[str, str] = {}
+            entries = []
+            for sample, path in sample_files:
+                name = path.name
+                samples_json[name] = sample.reference_text
+                entries.append((f"samples/{name}", path, sample))
+            if fmt == VERSION_V11:
+                manifest = self._v11_profile_manifest(profile, entries, avatar, avatar_name)
+            zf.writestr("manifest.json", json.dumps(manifest, indent=2))
+            for arcname, path, _ in entries:
+                zf.write(path, arcname)
+            zf.writestr("samples.json", json.dumps(samples_json, indent=2))
         filename = f"profile-{download_name(profile.name, 'profile', '')}.voicebox.zip"
         return ExportedFile(out, filename, profiles=1, samples=len(samples))
 
@@ -776,45 +783,35 @@ class BundleService:
             else None
         )
         out = self.blobs.new_tmp_path(".zip")
-        try:
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-                versions = []
-                if audio is not None:
-                    versions.append(
-                        {
-                            "id": gen.id,
-                            "label": "original",
-                            "is_default": True,
-                            "effects_chain": None,
-                            "filename": audio.name,
-                        }
-                    )
-                manifest = {
-                    "version": VERSION_V11,
-                    "kind": "generation",
-                    "generation": self._generation_dict(gen, audio),
-                    "profile": {
-                        "id": gen.profile_id,
-                        "name": profile.name if profile else gen.profile_name,
-                        "description": profile.description if profile else None,
-                        "language": profile.language if profile else gen.language,
-                    },
-                    "versions": versions,
-                    "generator": GENERATOR,
-                    "exported_at": utcnow().isoformat(),
-                }
-                zf.writestr("manifest.json", json.dumps(manifest, indent=2))
-                if audio is not None:
-                    zf.write(audio, f"audio/{audio.name}", compress_type=zipfile.ZIP_STORED)
-        except FileNotFoundError as exc:
-            out.unlink(missing_ok=True)
-            raise ConflictError(
-                f"a file was removed while the bundle was written ({Path(exc.filename or '').name}); "
-                "retry the export"
-            ) from None
-        except BaseException:
-            out.unlink(missing_ok=True)
-            raise
+        with _removed_on_failure(out), zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            versions = []
+            if audio is not None:
+                versions.append(
+                    {
+                        "id": gen.id,
+                        "label": "original",
+                        "is_default": True,
+                        "effects_chain": None,
+                        "filename": audio.name,
+                    }
+                )
+            manifest = {
+                "version": VERSION_V11,
+                "kind": "generation",
+                "generation": self._generation_dict(gen, audio),
+                "profile": {
+                    "id": gen.profile_id,
+                    "name": profile.name if profile else gen.profile_name,
+                    "description": profile.description if profile else None,
+                    "language": profile.language if profile else gen.language,
+                },
+                "versions": versions,
+                "generator": GENERATOR,
+                "exported_at": utcnow().isoformat(),
+            }
+            zf.writestr("manifest.json", json.dumps(manifest, indent=2))
+            if audio is not None:
+                zf.write(audio, f"audio/{audio.name}", compress_type=zipfile.ZIP_STORED)
         filename = f"generation-{download_name(gen.text, 'generation', '')}.voicebox.zip"
         return ExportedFile(out, filename, generations=1)
 
@@ -936,63 +933,56 @@ class BundleService:
         done = 0
         out = self.blobs.new_tmp_path(".zip")
         sample_count = 0
-        try:
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
-                entries_p = []
-                for profile in profiles:
-                    base = f"profiles/{profile.id}"
-                    entries = []
-                    for s in samples.get(profile.id, []):
-                        path = self._file(s.audio_path, f"the audio of sample {s.id}")
-                        arc = f"{base}/samples/{s.id}.wav"
-                        zf.write(path, arc, compress_type=zipfile.ZIP_STORED)
-                        entries.append((arc, path, s))
-                        done += 1
-                        sample_count += 1
-                        if progress:
-                            progress("export", done, total)
-                    avatar = self.blobs.path(profile.avatar_path) if profile.avatar_path else None
-                    avatar_name = None
-                    if avatar is not None and avatar.is_file():
-                        avatar_name = f"{base}/avatar{avatar.suffix}"
-                        zf.write(avatar, avatar_name)
-                    else:
-                        avatar = None
-                    entries_p.append(
-                        self._v11_profile_manifest(profile, entries, avatar, avatar_name, base={})
-                    )
-                gen_items = []
-                for gen in gens:
-                    audio = None
-                    arc = None
-                    if gen.audio_path and self.blobs.exists(gen.audio_path):
-                        audio = self.blobs.path(gen.audio_path)
-                        arc = f"generations/{gen.id}{audio.suffix}"
-                        zf.write(audio, arc, compress_type=zipfile.ZIP_STORED)
-                    gen_items.append(self._generation_dict(gen, audio, arc))
+        with (
+            _removed_on_failure(out),
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf,
+        ):
+            entries_p = []
+            for profile in profiles:
+                base = f"profiles/{profile.id}"
+                entries = []
+                for s in samples.get(profile.id, []):
+                    path = self._file(s.audio_path, f"the audio of sample {s.id}")
+                    arc = f"{base}/samples/{s.id}.wav"
+                    zf.write(path, arc, compress_type=zipfile.ZIP_STORED)
+                    entries.append((arc, path, s))
                     done += 1
+                    sample_count += 1
                     if progress:
                         progress("export", done, total)
-                manifest = {
-                    "version": VERSION_V11,
-                    "kind": "library",
-                    "include_history": include_history,
-                    "profiles": entries_p,
-                    "generations": gen_items,
-                    "voice_prompt": self._prompt_info(),
-                    "generator": GENERATOR,
-                    "exported_at": utcnow().isoformat(),
-                }
-                zf.writestr("manifest.json", json.dumps(manifest, indent=2))
-        except FileNotFoundError as exc:
-            out.unlink(missing_ok=True)
-            raise ConflictError(
-                f"a file was removed while the bundle was written ({Path(exc.filename or '').name}); "
-                "retry the export"
-            ) from None
-        except BaseException:
-            out.unlink(missing_ok=True)
-            raise
+                avatar = self.blobs.path(profile.avatar_path) if profile.avatar_path else None
+                avatar_name = None
+                if avatar is not None and avatar.is_file():
+                    avatar_name = f"{base}/avatar{avatar.suffix}"
+                    zf.write(avatar, avatar_name)
+                else:
+                    avatar = None
+                entries_p.append(
+                    self._v11_profile_manifest(profile, entries, avatar, avatar_name, base={})
+                )
+            gen_items = []
+            for gen in gens:
+                audio = None
+                arc = None
+                if gen.audio_path and self.blobs.exists(gen.audio_path):
+                    audio = self.blobs.path(gen.audio_path)
+                    arc = f"generations/{gen.id}{audio.suffix}"
+                    zf.write(audio, arc, compress_type=zipfile.ZIP_STORED)
+                gen_items.append(self._generation_dict(gen, audio, arc))
+                done += 1
+                if progress:
+                    progress("export", done, total)
+            manifest = {
+                "version": VERSION_V11,
+                "kind": "library",
+                "include_history": include_history,
+                "profiles": entries_p,
+                "generations": gen_items,
+                "voice_prompt": self._prompt_info(),
+                "generator": GENERATOR,
+                "exported_at": utcnow().isoformat(),
+            }
+            zf.writestr("manifest.json", json.dumps(manifest, indent=2))
         stamp = utcnow().strftime("%Y%m%d-%H%M%S")
         return ExportedFile(
             out, f"voicebox-library-{stamp}.zip", len(profiles), sample_count, len(gens)
