@@ -47,6 +47,7 @@ SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_ADMIN_KEYS": "comma-separated admin bearer keys; default unset",
     "VOICEBOX_PROMPT_CACHE_MB": "bound of the voice prompt cache on the volume; default 2048",
     "VOICEBOX_LOG_LEVEL": "logging level; default INFO",
+    "VOICEBOX_SQLITE_VFS": "SQLite VFS for the worker's local copies (unix-none: no SQLite locks, for the volume simulation); default unset",
 }
 
 
@@ -122,6 +123,7 @@ class Settings:
     admin_keys: tuple[str, ...] = ()
     prompt_cache_bytes: int = 2048 * 1024 * 1024
     log_level: str = "INFO"
+    sqlite_vfs: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     # Layout of the volume: everything the worker owns lives under <volume>/voicebox.
@@ -220,4 +222,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_keys=_keys(env.get("VOICEBOX_ADMIN_KEYS")),
         prompt_cache_bytes=int(_number(env, "VOICEBOX_PROMPT_CACHE_MB", 2048, minimum=1) * mb),
         log_level=level,
+        sqlite_vfs=_vfs(env.get("VOICEBOX_SQLITE_VFS")),
     )
+
+
+def _vfs(raw: str | None) -> str | None:
+    value = (raw or "").strip()
+    if value and value not in {"unix", "unix-none", "unix-dotfile", "unix-excl"}:
+        raise SettingsError(
+            f"VOICEBOX_SQLITE_VFS={value!r}: use unix, unix-none, unix-dotfile or unix-excl"
+        )
+    return value or None

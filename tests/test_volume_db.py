@@ -144,3 +144,32 @@ def test_fresh_empty_marker_is_left_alone(two_workers) -> None:
     a.lease_path.write_bytes(b"")
     assert a._break_abandoned_marker() is False  # a peer may be writing its record right now
     assert a.lease_path.exists()
+
+
+def test_unix_none_vfs_really_turns_sqlite_locks_off(tmp_path) -> None:
+    """The volume-sim's unix-none mode must change SQLite's locking, or it proves nothing."""
+    from backend.db.volume_db import sqlite_engine
+
+    path = tmp_path / "locks.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
+
+    def second_writer_gets_in(vfs):  # type: ignore[no-untyped-def]
+        first = sqlite_engine(path, vfs).raw_connection()
+        second = sqlite_engine(path, vfs).raw_connection()
+        first.driver_connection.isolation_level = None
+        second.driver_connection.isolation_level = None
+        second.driver_connection.execute("PRAGMA busy_timeout=0")
+        first.driver_connection.execute("BEGIN EXCLUSIVE")
+        try:
+            second.driver_connection.execute("BEGIN EXCLUSIVE")
+            second.driver_connection.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            first.driver_connection.execute("ROLLBACK")
+            first.close()
+            second.close()
+
+    assert second_writer_gets_in(None) is False
+    assert second_writer_gets_in("unix-none") is True

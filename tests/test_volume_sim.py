@@ -53,3 +53,13 @@ def test_simulation_over_two_bindfs_aliases() -> None:
         pytest.skip(report["skipped"])
     assert report["lost"] == 0, report.get("details", {}).get("lost")
     assert report["integrity"] == "ok" and report["ok"]
+
+
+def test_simulation_with_sqlite_locks_off() -> None:
+    """SQLite's unix-none VFS (locks that cross no one): the lease and fence alone keep every write."""
+    report = run_sim(
+        "--mode", "unix-none", "--workers", "2", "--seconds", "20", "--kill-rate", "0.5"
+    )
+    assert report["kills"] >= 5
+    assert report["lost"] == 0, report.get("details", {}).get("lost")
+    assert report["integrity"] == "ok" and report["ok"]

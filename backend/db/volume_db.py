@@ -92,13 +92,14 @@ def _configure_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cursor.close()
 
 
-def sqlite_engine(path: Path) -> Engine:
-    """An engine on one local file: no pool (files are swapped underneath), FKs on, never WAL."""
-    engine = create_engine(
-        f"sqlite:///{path}",
-        poolclass=NullPool,
-        connect_args={"check_same_thread": False},
-    )
+def sqlite_engine(path: Path, vfs: str | None = None) -> Engine:
+    """An engine on one local file: no pool (files are swapped underneath), FKs on, never WAL.
+
+    ``vfs`` (``VOICEBOX_SQLITE_VFS``) picks another SQLite VFS: ``unix-none`` turns SQLite's own locking off,
+    which the volume simulation uses to show the design does not rely on SQLite locks at all.
+    """
+    url = f"sqlite:///file:{path}?vfs={vfs}&uri=true" if vfs else f"sqlite:///{path}"
+    engine = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False})
     event.listen(engine, "connect", _configure_sqlite)
     return engine
 
@@ -281,7 +282,7 @@ class VolumeDatabase:
 
     def _local_engine(self) -> Engine:
         if self._engine is None:
-            self._engine = sqlite_engine(self.local_path)
+            self._engine = sqlite_engine(self.local_path, self.settings.sqlite_vfs)
         return self._engine
 
     @property
@@ -293,7 +294,7 @@ class VolumeDatabase:
     def write(self) -> Iterator[Session]:
         """One unit of work: commit, fence and publish on a clean exit; nothing published if it raises."""
         with self.write_file() as work:
-            engine = sqlite_engine(work.path)
+            engine = sqlite_engine(work.path, self.settings.sqlite_vfs)
             session = Session(engine, expire_on_commit=False)
             try:
                 yield session
