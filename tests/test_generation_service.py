@@ -116,3 +116,24 @@ def test_fsck_recovers_only_expired_jobs(services) -> None:
         assert session.get(Generation, dead_no_file).status == "failed"
         done = session.get(Generation, dead_with_file)
         assert done.status == "completed" and done.sha256 and done.duration == pytest.approx(1.0)
+
+
+def test_completion_survives_a_lost_fence(services, monkeypatch) -> None:
+    """The audio is durable before the row completes: one failed publish must not leave it 'generating'."""
+    from backend.db.errors import WriteConflictError
+
+    gens = GenerationService(services)
+    profile_id = add_profile_with_sample(services)
+    real_fence = services.db._fence
+    calls = {"n": 0}
+
+    def flaky_fence(held, base):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:  # 1: the intent row; 2: the first try at completing it
+            raise WriteConflictError("simulated: a peer published meanwhile")
+        return real_fence(held, base)
+
+    monkeypatch.setattr(services.db, "_fence", flaky_fence)
+    done = gens.wait(gens.start(GenerationInput(profile_id, "Complete me.")).id, 60)
+    assert calls["n"] >= 3
+    assert done.status == "completed" and services.blobs.exists(done.audio_path)

@@ -19,8 +19,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from backend.db.models import Generation, Profile, new_id, utcnow
+from backend.services.common import write_retrying
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
 from backend.storage.audio import encode_audio, normalize_loudness
 
@@ -161,11 +163,11 @@ class GenerationService:
             if rel is None:
                 return  # deleted while generating
             stored = self.services.blobs.write_bytes(rel, wav)
-            with self.services.db.write() as session:
+
+            def complete(session: Session) -> bool:
                 row = session.get(Generation, gen_id)
                 if row is None or row.status != "generating":
-                    self.services.blobs.delete(rel)  # deleted or cancelled meanwhile
-                    return
+                    return False  # deleted or cancelled meanwhile
                 row.status = "completed"
                 row.duration = result.duration
                 row.sha256 = stored.sha256
@@ -176,6 +178,11 @@ class GenerationService:
                 row.rtf = result.rtf
                 row.completed_at = utcnow()
                 row.lease_expires_at = None
+                return True
+
+            # the audio is durable now: a lost fence must not lose the row's completion
+            if not write_retrying(self.services.db, complete):
+                self.services.blobs.delete(rel)
         except _Cancelled:
             self._finish(gen_id, "cancelled", "cancelled by request")
         except Exception as exc:  # the row must say why, whatever failed
@@ -206,16 +213,18 @@ class GenerationService:
             log.warning("could not renew the lease of generation %s", gen_id, exc_info=True)
 
     def _finish(self, gen_id: str, status: str, error: str) -> None:
+        def mark(session: Session) -> str | None:
+            row = session.get(Generation, gen_id)
+            if row is None or row.status != "generating":
+                return None
+            row.status = status
+            row.error = error
+            row.lease_expires_at = None
+            rel, row.audio_path = row.audio_path, None
+            return rel
+
         try:
-            with self.services.db.write() as session:
-                row = session.get(Generation, gen_id)
-                if row is None or row.status != "generating":
-                    return
-                row.status = status
-                row.error = error
-                row.lease_expires_at = None
-                rel, row.audio_path = row.audio_path, None
-            self.services.blobs.delete(rel)
+            self.services.blobs.delete(write_retrying(self.services.db, mark))
         except Exception:
             log.exception("could not record the end of generation %s", gen_id)
 
