@@ -6,8 +6,12 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response
 
 from backend.api.deps import content_disposition, get_services, temp_file_response
-from backend.api.profiles import bundle_form
-from backend.api.uploads import UploadForm, bundle_source, multipart_openapi
+from backend.api.uploads import (
+    BUNDLE_FORM_OPENAPI,
+    UploadForm,
+    bundle_form,
+    bundle_source,
+)
 from backend.schemas import (
     FavoriteResponse,
     GenerationImportResponse,
@@ -58,9 +62,7 @@ def history_stats(services: Services = Depends(get_services)) -> HistoryStatsRes
 @router.post(
     "/history/import",
     response_model=GenerationImportResponse,
-    openapi_extra=multipart_openapi(
-        {"volume_name": "instead of file: a bundle's name in voicebox/imports/ on the volume"}, ()
-    ),
+    openapi_extra=BUNDLE_FORM_OPENAPI,
 )
 def import_generation(
     form: UploadForm = Depends(bundle_form), services: Services = Depends(get_services)

@@ -6,8 +6,12 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
 from backend.api.deps import get_services, temp_file_response
-from backend.api.profiles import bundle_form
-from backend.api.uploads import UploadForm, bundle_source, multipart_openapi
+from backend.api.uploads import (
+    BUNDLE_FORM_OPENAPI,
+    UploadForm,
+    bundle_form,
+    bundle_source,
+)
 from backend.schemas import ImportReport, LibraryExportRequest, VolumeExportResponse
 from backend.services.bundles import ImportResult
 from backend.services.container import Services
@@ -58,9 +62,7 @@ def export_library_to_volume(
 @router.post(
     "/library/import",
     response_model=ImportReport,
-    openapi_extra=multipart_openapi(
-        {"volume_name": "instead of file: a bundle's name in voicebox/imports/ on the volume"}, ()
-    ),
+    openapi_extra=BUNDLE_FORM_OPENAPI,
 )
 def import_library(
     form: UploadForm = Depends(bundle_form), services: Services = Depends(get_services)

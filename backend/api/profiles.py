@@ -6,7 +6,14 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
 from backend.api.deps import content_disposition, get_services, temp_file_response
-from backend.api.uploads import UploadForm, bundle_source, multipart_openapi, upload_form
+from backend.api.uploads import (
+    BUNDLE_FORM_OPENAPI,
+    UploadForm,
+    bundle_form,
+    bundle_source,
+    multipart_openapi,
+    upload_form,
+)
 from backend.schemas import (
     MessageResponse,
     ProfileDeleteResponse,
@@ -22,7 +29,6 @@ router = APIRouter(tags=["profiles"])
 
 sample_form = upload_form(lambda s: s.max_upload_bytes, required_fields=("reference_text",))
 avatar_form = upload_form(lambda s: MAX_AVATAR_BYTES)
-bundle_form = upload_form(lambda s: s.max_bundle_bytes, require_file=False)
 
 
 def _profile(info: ProfileInfo) -> VoiceProfileResponse:
@@ -47,9 +53,7 @@ def list_profiles(services: Services = Depends(get_services)) -> list[VoiceProfi
 @router.post(
     "/profiles/import",
     response_model=VoiceProfileResponse,
-    openapi_extra=multipart_openapi(
-        {"volume_name": "instead of file: a bundle's name in voicebox/imports/ on the volume"}, ()
-    ),
+    openapi_extra=BUNDLE_FORM_OPENAPI,
 )
 def import_profile(
     form: UploadForm = Depends(bundle_form), services: Services = Depends(get_services)

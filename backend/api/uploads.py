@@ -253,6 +253,13 @@ def multipart_openapi(
     }
 
 
+#: The form of every bundle import: a zip ``file``, or ``volume_name`` for one already in ``voicebox/imports/``.
+bundle_form = upload_form(lambda settings: settings.max_bundle_bytes, require_file=False)
+BUNDLE_FORM_OPENAPI = multipart_openapi(
+    {"volume_name": "instead of file: a bundle's name in voicebox/imports/ on the volume"}, ()
+)
+
+
 def bundle_source(form: UploadForm, services: Services) -> Path:
     """The uploaded bundle, or the named one in ``voicebox/imports/`` (exactly one of the two)."""
     name = form.fields.get("volume_name")
