@@ -244,7 +244,7 @@ def test_history_row_is_stored(client: openai.OpenAI, server: Server) -> None:
     row = httpx.get(f"{server.base_url}/history/{gen_id}", timeout=10).json()
     assert row["status"] == "completed" and row["text"] == text
     assert row["profile_id"] == server.profile_id and row["profile_name"] == "Narrator"
-    assert row["instruct"] == "calm" and row["source"] == "manual"
+    assert row["instruct"] == "calm" and row["source"] == "openai"
     # the history keeps the generated audio at speed 1.0; the answer was stretched
     assert row["duration"] == pytest.approx(0.06 * len(text), abs=0.01)
     answered, _ = decoded(data)

@@ -47,6 +47,9 @@ class GenerationInput:
     crossfade_ms: int = 50
     normalize: bool = True
     request_id: str | None = None
+    source: str = (
+        "manual"  # Voicebox's field: where the request came from (``openai`` for /v1/audio/speech)
+    )
 
 
 class _Cancelled(Exception):
@@ -100,7 +103,7 @@ class GenerationService:
                 engine="qwen",
                 model_size=self._model_size(),
                 status="generating",
-                source="manual",
+                source=request.source,
                 audio_path=f"generations/{now:%Y-%m}/{gen_id}.wav",
                 owner_worker_id=self.settings.worker_id,
                 lease_expires_at=now + timedelta(seconds=self.settings.job_lease_seconds),
@@ -284,6 +287,7 @@ class GenerationService:
                 seed=row.seed,
                 instruct=row.instruct,
                 request_id=request_id,
+                source=row.source,
             )
         )
 

@@ -10,8 +10,7 @@ Decisions a client may notice (also in ``docs/api.md``):
 - ``model`` never switches weights: every accepted name runs the configured ``VOICEBOX_TTS_MODEL``.
 - ``speed`` is applied by a WSOLA time stretch (tempo changes, pitch is kept); ``1.0`` is untouched.
 - ``aac`` is refused with a message: libsndfile has no AAC encoder and the image has no ffmpeg.
-- The history row keeps ``source="manual"``, like ``/generate``: the generation service has no source field,
-  and a second database write per request only to relabel the row would double the cost of every request.
+- The history row says ``source="openai"``, so a user can tell speech requests from ``/generate`` ones.
 """
 
 from __future__ import annotations
@@ -210,6 +209,7 @@ class SpeechService:
                 seed=request.seed,
                 instruct=request.instructions or None,
                 request_id=request.request_id,
+                source="openai",
             )
         )
         row = generations.wait(row.id, timeout=self.settings.job_timeout_seconds)
