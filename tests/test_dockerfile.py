@@ -86,3 +86,18 @@ def test_hadolint() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runpod_hub_cuda_versions_match_the_image() -> None:
+    """A host whose driver is older than the image's CUDA cannot start it: allow only versions ≥ the base."""
+    import json
+
+    base = re.search(r"nvidia/cuda:(\d+)\.(\d+)", DOCKERFILE)
+    assert base is not None
+    image = (int(base.group(1)), int(base.group(2)))
+    for name in ("hub.json", "tests.json"):
+        text = (ROOT / ".runpod" / name).read_text()
+        json.loads(text)
+        versions = re.search(r'"allowedCudaVersions": \[([^\]]*)\]', text).group(1)
+        for version in re.findall(r'"(\d+)\.(\d+)"', versions):
+            assert tuple(map(int, version)) >= image, (name, version, image)
