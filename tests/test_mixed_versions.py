@@ -27,7 +27,7 @@ from sqlalchemy import select
 from backend.app import create_app
 from backend.db.errors import SchemaMismatchError
 from backend.db.models import Profile
-from backend.db.volume_db import VolumeDatabase, read_revision, stat_key
+from backend.db.volume_db import VolumeDatabase, read_revision
 from backend.services.container import Services
 from backend.storage.blobs import BlobStore
 from tests.support.api import audio_bytes, files_under
@@ -176,7 +176,7 @@ def test_running_older_worker_answers_503_on_writes_and_keeps_reading(
     sample = client.get(f"/profiles/{profile['id']}/samples").json()[0]
 
     migrate_as_newer_image(newer_migrations, subprocess_env, settings)
-    published = stat_key(os.stat(settings.db_path))
+    published = file_identity(settings.db_path)
     files_before = files_under(settings.data_dir / "profiles")
 
     writes = [
@@ -207,7 +207,7 @@ def test_running_older_worker_answers_503_on_writes_and_keeps_reading(
     assert services.db.local_revision == NEWER
 
     # Nothing of the refused writes reached the volume.
-    assert stat_key(os.stat(settings.db_path)) == published
+    assert file_identity(settings.db_path) == published
     assert files_under(settings.data_dir / "profiles") == files_before
     assert files_under(settings.tmp_dir) == []
 
@@ -264,3 +264,9 @@ def test_worker_from_before_a_migration_refuses_its_next_write(
     with verify.read() as session:
         assert list(session.scalars(select(Profile.name))) == ["written by the old worker"]
     verify.close()
+
+
+def file_identity(path: Path) -> tuple[int, int, int]:
+    """Inode, size and mtime: on local disk, unchanged means the file was not replaced."""
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)

@@ -39,14 +39,8 @@ from backend.db.errors import (
 
 log = logging.getLogger(__name__)
 
-StatKey = tuple[int, int, int]
 VersionKey = bytes
 _HEADER = 100
-
-
-def stat_key(st: os.stat_result) -> StatKey:
-    """A file's identity by its attributes (fine on local disk; see ``version_key`` for the volume)."""
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def header_key(header: bytes) -> VersionKey:
