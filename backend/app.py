@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from backend.api.auth import install_api_keys
 from backend.api.errors import install_error_handlers
 from backend.config import Settings
+from backend.http_guard import APP_ORIGINS, GuardMiddleware, OriginPolicy
 from backend.services.container import Services
 from backend.services.health import VERSION
 
@@ -55,6 +56,35 @@ def api_routers() -> list[APIRouter]:
     return routers
 
 
+def install_origin_guard(app: FastAPI, settings: Settings) -> OriginPolicy:
+    """CORS for the desktop app's origins (plus ``VOICEBOX_CORS_ORIGINS``), and outside it the guard that
+    answers 403 to any other ``Origin`` and to a rebinding ``Host`` (``backend/http_guard.py`` says why).
+
+    ``*`` is honoured only when set explicitly, with a warning: it lets every web page the user visits read
+    and change the library.
+    """
+    origins = (*APP_ORIGINS, *settings.cors_origins)
+    if settings.cors_any_origin:
+        log.warning(
+            "VOICEBOX_CORS_ORIGINS=*: any web page may call this server from the browser "
+            "(and read or delete the library); list the origins you need instead"
+        )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"] if settings.cors_any_origin else list(origins),
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    policy = OriginPolicy.build(
+        origins,
+        any_origin=settings.cors_any_origin,
+        hosts=(settings.host, *settings.allowed_hosts),
+        what="this voicebox-worker server",
+    )
+    app.add_middleware(GuardMiddleware, policy=policy)  # added last: the outermost layer
+    return policy
+
+
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
     """The app over an already bootstrapped volume; ``services`` lets tests and the lead inject engines."""
     owned = services is None
@@ -77,14 +107,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     )
     app.state.services = services
     app.state.settings = settings
-    install_api_keys(
-        app, settings
-    )  # before CORS: CORS stays outermost (preflights, headers on 401)
-    # Voicebox answers any origin without credentials; the desktop app runs from tauri:// or localhost.
-    app.add_middleware(
-        CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
-    )
     install_error_handlers(app)
     for router in api_routers():
         app.include_router(router)
+    install_api_keys(app, settings)  # reads the admin table from app.routes; CORS wraps it
+    install_origin_guard(app, settings)
     return app

@@ -19,6 +19,11 @@ from pathlib import Path
 RUNPOD_VOLUME = Path("/runpod-volume")
 DEFAULT_TTS_MODEL = "Qwen/Qwen3-TTS-12Hz-1.7B-Base"
 DEFAULT_STT_MODEL = "openai/whisper-base"
+#: RunPod's request caps (decimal MB, the safe reading of its docs): a job's whole input, base64 included.
+RUNPOD_RUN_PAYLOAD_BYTES = 10_000_000
+RUNPOD_RUNSYNC_PAYLOAD_BYTES = 20_000_000
+#: The largest upload one job can carry at all: base64 of it fills ``/runsync``'s cap.
+DEFAULT_MAX_JOB_UPLOAD_BYTES = RUNPOD_RUNSYNC_PAYLOAD_BYTES * 3 // 4
 
 SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_VOLUME": "network volume root; default /runpod-volume when mounted, else ./volume",
@@ -37,6 +42,7 @@ SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_HOST": "serve host; default 127.0.0.1",
     "VOICEBOX_PORT": "serve port; default 17493",
     "VOICEBOX_MAX_UPLOAD_MB": "upload size limit for samples; default 50",
+    "VOICEBOX_MAX_JOB_UPLOAD_MB": "largest decoded upload in one RunPod job (checked on the base64 length before decoding); default 15 (RunPod's 20 MB /runsync cap after base64), never above VOICEBOX_MAX_UPLOAD_MB",
     "VOICEBOX_MAX_BUNDLE_MB": "upload size limit for bundles; default 500",
     "VOICEBOX_RESULT_BUDGET_MB": "largest inline RunPod answer before spilling to the volume; default 14",
     "VOICEBOX_CONCURRENCY": "RunPod jobs taken at once by one worker; default 1",
@@ -45,7 +51,10 @@ SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_ALLOW_ADMIN_JOBS": "1: RunPod jobs may call admin routes; default 0",
     "VOICEBOX_API_KEYS": "comma-separated bearer keys for standalone serve; default unset (no auth)",
     "VOICEBOX_ADMIN_KEYS": "comma-separated admin bearer keys; default unset",
+    "VOICEBOX_CORS_ORIGINS": "comma-separated browser origins allowed besides the Voicebox app's; `*` allows any (logged as a warning); default unset",
+    "VOICEBOX_ALLOWED_HOSTS": "comma-separated Host names accepted on a loopback connection besides localhost/127.0.0.1/::1 (DNS rebinding guard); default unset",
     "VOICEBOX_PROMPT_CACHE_MB": "bound of the voice prompt cache on the volume; default 2048",
+    "VOICEBOX_EXPORT_TTL_HOURS": "files in voicebox/exports/ older than this are removed by fsck (at boot and every hour while serving); 0 keeps them; default 24",
     "VOICEBOX_LOG_LEVEL": "logging level; default INFO",
     "VOICEBOX_SQLITE_VFS": "SQLite VFS for the worker's local copies (unix-none: no SQLite locks, for the volume simulation); default unset",
 }
@@ -113,6 +122,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 17493
     max_upload_bytes: int = 50 * 1024 * 1024
+    max_job_upload_bytes: int = DEFAULT_MAX_JOB_UPLOAD_BYTES
     max_bundle_bytes: int = 500 * 1024 * 1024
     result_budget_bytes: int = 14 * 1024 * 1024
     concurrency: int = 1
@@ -121,7 +131,11 @@ class Settings:
     allow_admin_jobs: bool = False
     api_keys: tuple[str, ...] = ()
     admin_keys: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    cors_any_origin: bool = False
+    allowed_hosts: tuple[str, ...] = ()
     prompt_cache_bytes: int = 2048 * 1024 * 1024
+    export_ttl_hours: float = 24.0
     log_level: str = "INFO"
     sqlite_vfs: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
@@ -194,6 +208,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise SettingsError(f"VOICEBOX_LOG_LEVEL={level!r} is not a logging level")
     mb = 1024 * 1024
+    max_upload = int(_number(env, "VOICEBOX_MAX_UPLOAD_MB", 50, minimum=0.001) * mb)
+    job_mb = _number(env, "VOICEBOX_MAX_JOB_UPLOAD_MB", 0.0)
+    max_job_upload = int(job_mb * mb) if job_mb > 0 else DEFAULT_MAX_JOB_UPLOAD_BYTES
+    cors_origins, cors_any = _origins(env.get("VOICEBOX_CORS_ORIGINS"))
     return Settings(
         volume=volume,
         volume_source=source,
@@ -211,7 +229,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         idle_unload_seconds=_number(env, "VOICEBOX_IDLE_UNLOAD_SECONDS", 0.0),
         host=env.get("VOICEBOX_HOST", "127.0.0.1").strip() or "127.0.0.1",
         port=port,
-        max_upload_bytes=int(_number(env, "VOICEBOX_MAX_UPLOAD_MB", 50, minimum=0.001) * mb),
+        max_upload_bytes=max_upload,
+        max_job_upload_bytes=min(max_upload, max_job_upload),
         max_bundle_bytes=int(_number(env, "VOICEBOX_MAX_BUNDLE_MB", 500, minimum=0.001) * mb),
         result_budget_bytes=int(_number(env, "VOICEBOX_RESULT_BUDGET_MB", 14, minimum=0.001) * mb),
         concurrency=int(_number(env, "VOICEBOX_CONCURRENCY", 1, minimum=1)),
@@ -220,10 +239,27 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allow_admin_jobs=_truthy(env.get("VOICEBOX_ALLOW_ADMIN_JOBS")),
         api_keys=_keys(env.get("VOICEBOX_API_KEYS")),
         admin_keys=_keys(env.get("VOICEBOX_ADMIN_KEYS")),
+        cors_origins=cors_origins,
+        cors_any_origin=cors_any,
+        allowed_hosts=_keys(env.get("VOICEBOX_ALLOWED_HOSTS")),
         prompt_cache_bytes=int(_number(env, "VOICEBOX_PROMPT_CACHE_MB", 2048, minimum=1) * mb),
+        export_ttl_hours=_number(env, "VOICEBOX_EXPORT_TTL_HOURS", 24.0),
         log_level=level,
         sqlite_vfs=_vfs(env.get("VOICEBOX_SQLITE_VFS")),
     )
+
+
+def _origins(raw: str | None) -> tuple[tuple[str, ...], bool]:
+    """Extra allowed browser origins, and whether ``*`` (any origin) was set explicitly."""
+    from backend.http_guard import parse_origins
+
+    origins, any_origin = parse_origins(raw)
+    for item in origins:
+        if "://" not in item:
+            raise SettingsError(
+                f"VOICEBOX_CORS_ORIGINS: {item!r} is not an origin (scheme://host[:port]) or *"
+            )
+    return origins, any_origin
 
 
 def _vfs(raw: str | None) -> str | None:

@@ -34,7 +34,9 @@ def _run(stack: Stack, scenario: Any, **bridge_kwargs: Any) -> Any:
     async def go() -> Any:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1:17493"
+            transport=transport,
+            base_url="http://127.0.0.1:17493",
+            headers={"Origin": "tauri://localhost"},  # the app's webview always sends its origin
         ) as http:
             return await scenario(http)
 
@@ -143,3 +145,65 @@ def test_job_failures_map_to_gateway_errors(stack: Stack) -> None:
         assert r.status_code == 415
 
     _run(stack, scenario)
+
+
+# ---------------------------------------------------------------------------------------------- who may use it
+def test_only_the_app_and_token_holders_drive_the_bridge(stack: Stack) -> None:
+    """``Origin: null`` (sandboxed iframe, file:// page), a foreign origin, a rebinding Host and an origin-less
+    request without the token are refused before any job runs; the token lets scripts in."""
+    app = create_bridge_app(stack.client(), poll_interval=0.02, token="tok-123")
+    assert app.state.bridge_token == "tok-123"
+    bundle = {"file": ("v.zip", b"PK\x05\x06" + b"\0" * 18, "application/zip")}
+
+    async def go() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:17493") as h:
+            refused = [
+                await h.post("/profiles/import", files=bundle, headers={"Origin": "null"}),
+                await h.post("/profiles", json={"name": "X"}, headers={"Origin": "null"}),
+                await h.get("/profiles", headers={"Origin": "https://evil.example"}),
+                await h.get("/profiles"),  # no origin, no token
+                await h.get("/profiles", headers={"Authorization": "Bearer wrong"}),
+                await h.get(  # DNS rebinding: same-origin GET from evil.example → 127.0.0.1
+                    "/profiles",
+                    headers={"Host": "evil.example:17493", "Authorization": "Bearer tok-123"},
+                ),
+                await h.options(
+                    "/profiles",
+                    headers={
+                        "Origin": "https://evil.example",
+                        "Access-Control-Request-Method": "POST",
+                    },
+                ),
+            ]
+            assert [r.status_code for r in refused] == [403] * len(refused)
+            assert "token" in refused[3].json()["detail"]
+            assert "null" in refused[0].json()["detail"]
+            assert stack.mock.inputs == []  # not one job was sent
+            ok = await h.get("/profiles", headers={"Authorization": "Bearer tok-123"})
+            assert ok.status_code == 200
+            ok = await h.get("/profiles", headers={"Origin": "tauri://localhost"})
+            assert ok.status_code == 200
+
+    asyncio.run(go())
+
+
+def test_token_is_random_per_app_and_written_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    from backend.client.bridge import write_token_file
+
+    first = create_bridge_app(object(), poll_interval=0.02)  # type: ignore[arg-type]
+    second = create_bridge_app(object(), poll_interval=0.02)  # type: ignore[arg-type]
+    assert first.state.bridge_token != second.state.bridge_token
+    assert len(first.state.bridge_token) >= 32
+    path = write_token_file(tmp_path / "cfg" / "bridge-token", first.state.bridge_token)
+    assert path.read_text().strip() == first.state.bridge_token
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o644)  # a rerun tightens a loosened file
+    write_token_file(path, "again")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        write_token_file(link, "x")  # never follows a planted link

@@ -130,7 +130,10 @@ def _bridge(stack: Stack, scenario: Any) -> Any:
     async def go() -> Any:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1:17493", timeout=30.0
+            transport=transport,
+            base_url="http://127.0.0.1:17493",
+            timeout=30.0,
+            headers={"Origin": "tauri://localhost"},  # the app's webview always sends its origin
         ) as http:
             return await scenario(http)
 

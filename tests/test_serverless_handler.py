@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from backend.serverless.answers import serialized_size
-from backend.serverless.handler import ADMIN_ROUTES, JobHandler, is_admin_route
+from backend.serverless.handler import JobHandler
 from backend.serverless.launcher import ServerThread
 from tests.support.serverless import Canary, b64, big_bytes, make_test_app, settings_for, tiny_wav
 
@@ -193,21 +193,17 @@ def test_budget_spill_and_inline_only(run_jobs: Callable[..., list[dict]], tmp_p
 
 def test_admin_routes_refused_unless_allowed(run_jobs: Callable[..., list[dict]], app: Any) -> None:
     jobs = [
-        {"path": "/shutdown"},
-        {"path": "/shutdown/"},
-        {"path": "/shut%64own"},
-        {"path": "/SHUTDOWN"},
-        {"method": "DELETE", "path": "/models/qwen"},
-        {"method": "DELETE", "path": "/models/%71wen"},
-        {"path": "/db/restore", "body": {"name": "b1"}},
+        {"path": "/models/load"},
+        {"path": "/models/load/"},
+        {"path": "/models/%6Coad"},
+        {"path": "/models/unload"},
+        {"path": "/volume/probe", "body": {"quick": True}},
     ]
     for answer in run_jobs(*jobs):
         assert "admin route" in answer["error"] and "VOICEBOX_ALLOW_ADMIN_JOBS" in answer["error"]
     assert not [hit for hit in app.state.hits if hit[1] != "/health"]
-    allowed = run_jobs({"path": "/shutdown"}, allow_admin_jobs=True)
-    assert allowed[0]["body"] == {"message": "would shut down"}
-    assert is_admin_route("DELETE", "/models/x") and not is_admin_route("GET", "/models/status")
-    assert ("POST", r"/shutdown") in ADMIN_ROUTES
+    allowed = run_jobs({"path": "/models/load"}, allow_admin_jobs=True)
+    assert "error" not in allowed[0] and allowed[0]["status_code"] in {404, 405}  # reached the app
 
 
 def test_envelope_errors_name_the_field_and_reach_nothing(

@@ -9,8 +9,9 @@ Rules (``docs/api.md``, "API keys"):
 - No keys configured → nothing is checked (the default; the server binds 127.0.0.1 unless told otherwise).
 - ``VOICEBOX_API_KEYS`` set → every route but ``GET /health`` needs ``Authorization: Bearer <key>`` with a key
   from either list; missing or wrong → 401 with ``WWW-Authenticate``.
-- Admin routes (``ADMIN_ROUTES`` of the RunPod handler, ``POST /models/{load,unload,download}``) need a key from
-  ``VOICEBOX_ADMIN_KEYS``; another valid key → 403. With only admin keys set, the other routes stay open.
+- Admin routes (declared with ``openapi_extra=ADMIN``, ``backend/api/admin.py``; the RunPod handler gates the same
+  table) need a key from ``VOICEBOX_ADMIN_KEYS``; another valid key → 403. With only admin keys set, the other
+  routes stay open.
 - ``SERVERLESS=1`` → not installed: the app listens on loopback only and RunPod's endpoint key guards the jobs
   (admin routes there are gated by ``VOICEBOX_ALLOW_ADMIN_JOBS`` in the handler).
 """
@@ -22,17 +23,16 @@ import hmac
 import ipaddress
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 
+from backend.api.admin import AdminTable, admin_table
 from backend.api.openai_compat import openai_error_body
 from backend.config import Settings
 from backend.serverless.envelope import decoded_route
-from backend.serverless.handler import is_admin_route
 
 log = logging.getLogger("voicebox.auth")
 
@@ -42,32 +42,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: routes anyone may call even when keys are set: load balancers and the desktop app probe it
-OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/health")})
-#: admin routes of the standalone server beyond the RunPod handler's ``ADMIN_ROUTES``: loading and unloading
-#: models takes the GPU from every other caller, downloading one fills the shared volume
-EXTRA_ADMIN_ROUTES: tuple[tuple[str, str], ...] = (
-    ("POST", r"/models/load"),
-    ("POST", r"/models/unload"),
-    ("POST", r"/models/download"),
-)
-_EXTRA_ADMIN_RE = tuple((m, re.compile(p, re.IGNORECASE)) for m, p in EXTRA_ADMIN_ROUTES)
+#: routes anyone may call even when keys are set: load balancers and the desktop app probe it (HEAD as GET)
+OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/health"), ("HEAD", "/health")})
 REALM = "voicebox-worker"
 
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
-
-
-def is_admin(method: str, raw_path: str) -> bool:
-    """Whether ``method raw_path`` needs an admin key (the RunPod handler's list plus the model routes).
-
-    Matched on the decoded path, as the app routes it: ``/models/%6Coad`` is ``/models/load``.
-    """
-    if is_admin_route(method, raw_path):
-        return True
-    route = decoded_route(raw_path.partition("?")[0])
-    return any(method == m and pattern.fullmatch(route) for m, pattern in _EXTRA_ADMIN_RE)
 
 
 @dataclass(frozen=True)
@@ -80,7 +61,10 @@ class Refusal:
 class KeyChecker:
     """The decision, apart from ASGI so tests and the CLI can ask it directly."""
 
-    def __init__(self, api_keys: tuple[str, ...], admin_keys: tuple[str, ...]) -> None:
+    def __init__(
+        self, api_keys: tuple[str, ...], admin_keys: tuple[str, ...], admin_routes: AdminTable
+    ) -> None:
+        self.admin_routes = admin_routes
         # Digests of equal length: compare_digest then leaks neither a key's length nor where it differs.
         self._api = tuple(_digest(k) for k in api_keys)
         self._admin = tuple(_digest(k) for k in admin_keys)
@@ -98,7 +82,7 @@ class KeyChecker:
         route = decoded_route(raw_path.partition("?")[0])
         if (method, route) in OPEN_ROUTES:
             return None
-        admin = is_admin(method, raw_path)
+        admin = (method, raw_path) in self.admin_routes
         if not admin and not self.require_key:
             return None
         token = _bearer(authorization)
@@ -185,7 +169,8 @@ def _is_loopback(host: str) -> bool:
 def install_api_keys(app: FastAPI, settings: Settings) -> bool:
     """Add the key check when keys are configured outside serverless mode; returns whether it was added.
 
-    Call before adding the CORS middleware, so CORS stays the outer layer.
+    Call after the routers are included (the admin table is read from ``app.routes``) and before adding the
+    CORS middleware, so CORS stays the outer layer.
     """
     if settings.serverless:
         if settings.api_keys or settings.admin_keys:
@@ -201,5 +186,6 @@ def install_api_keys(app: FastAPI, settings: Settings) -> bool:
                 settings.host,
             )
         return False
-    app.add_middleware(ApiKeyMiddleware, checker=KeyChecker(settings.api_keys, settings.admin_keys))
+    checker = KeyChecker(settings.api_keys, settings.admin_keys, admin_table(app.routes))
+    app.add_middleware(ApiKeyMiddleware, checker=checker)
     return True

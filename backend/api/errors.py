@@ -11,8 +11,11 @@ import logging
 import uuid
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend.api.admin import flat_routes
 from backend.db.errors import (
     DatabaseCorruptError,
     DatabaseError,
@@ -85,7 +88,28 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _detail(500, f"internal error (reference {ref}); the worker log has the details")
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path (Starlette's 405 names only the first route it tried,
+    so ``OPTIONS /profiles/{id}`` said ``Allow: GET`` while PUT and DELETE exist too)."""
+    methods: set[str] = set()
+    path = request.url.path
+    for route in flat_routes(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and getattr(route, "methods", None):
+            methods.update(route.methods)
+    return sorted(methods)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        exc = StarletteHTTPException(405, exc.detail, headers=headers)
+    return await http_exception_handler(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(AudioValidationError, _audio_error)
     app.add_exception_handler(UnsafePathError, _unsafe_path)

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from backend.api.admin import ADMIN
 from backend.services.errors import ConflictError
 
 router = APIRouter(tags=["models"])
@@ -23,14 +24,14 @@ def models_status(request: Request) -> dict[str, Any]:
     return _engines(request).status()
 
 
-@router.post("/models/load")
+@router.post("/models/load", openapi_extra=ADMIN)
 def models_load(request: Request, model_size: str | None = None) -> dict[str, Any]:
     engines = _engines(request)
     engines.load_all()
     return {"message": "models loaded", "status": engines.status()}
 
 
-@router.post("/models/unload")
+@router.post("/models/unload", openapi_extra=ADMIN)
 def models_unload(request: Request) -> dict[str, Any]:
     engines = _engines(request)
     if engines.settings.serverless:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from backend.api.deps import get_services
 from backend.schemas import HealthResponse, RootResponse
@@ -22,3 +22,9 @@ def root() -> RootResponse:
 @router.get("/health", response_model=HealthResponse)
 def health(services: Services = Depends(get_services)) -> HealthResponse:
     return HealthResponse(**health_info(services))
+
+
+@router.head("/health", include_in_schema=False)
+def health_head() -> Response:
+    """``HEAD /health`` answers as ``GET /health`` does (200, no key needed), without computing a body."""
+    return Response(status_code=200, media_type="application/json")

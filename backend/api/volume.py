@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from backend.api.admin import ADMIN
 from backend.api.deps import get_services
 from backend.services.container import Services
 
@@ -23,7 +24,7 @@ class ProbeRequest(BaseModel):
     peer_wait: float = Field(default=0.0, ge=0, le=120, description="seconds to wait for a peer")
 
 
-@router.post("/volume/probe")
+@router.post("/volume/probe", openapi_extra=ADMIN)
 def volume_probe(
     body: ProbeRequest | None = None, services: Services = Depends(get_services)
 ) -> dict[str, Any]:

@@ -19,9 +19,12 @@ What cannot work through jobs, and what the bridge does instead (documented in d
 Cost guard: ``GET /health`` answers are cached for ``health_ttl`` seconds. The desktop app polls
 health often, and every forwarded request is a job that keeps (or wakes) a billed worker.
 
-Safety: the bridge spends the user's RunPod credit, so it listens on loopback by default and refuses
-browser requests whose ``Origin`` is not an allowed local app origin (a web page must not be able to
-drive it).
+Safety: the bridge spends the user's RunPod credit, so it listens on loopback by default and, through
+``backend.http_guard`` (the same rules as ``serve``), refuses browser requests whose ``Origin`` is not the
+desktop app's, ``Origin: null``, and a ``Host`` that is not loopback (DNS rebinding). Requests with no
+``Origin`` at all (scripts, curl) must carry the per-run token (``Authorization: Bearer <token>``), printed at
+start and written to a 0600 file: the app's own requests always carry its origin, and without the token an
+``<img>`` tag on a rebinding page could start billed jobs.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -52,18 +57,12 @@ from backend.client.errors import (
     ResultOnVolume,
     TransportError,
 )
+from backend.http_guard import APP_ORIGINS, GuardMiddleware, OriginPolicy, parse_origins
 
-# : Origins of the Voicebox desktop app (Tauri) and its dev server; extend with
-# VOICEBOX_CORS_ORIGINS.
-DEFAULT_ORIGINS = (
-    "tauri://localhost",
-    "http://tauri.localhost",
-    "https://tauri.localhost",
-    "http://localhost:5173",
-    "http://127.0.0.1:5173",
-    "http://localhost:17493",
-    "http://127.0.0.1:17493",
-)
+#: Origins of the Voicebox desktop app (Tauri) and its dev server; extend with VOICEBOX_CORS_ORIGINS.
+DEFAULT_ORIGINS = APP_ORIGINS
+#: Where ``serve`` writes the per-run token for local scripts (mode 0600), unless told otherwise.
+DEFAULT_TOKEN_FILE = Path("~/.config/voicebox-worker/bridge-token")
 
 #: Streams the bridge cannot carry: (method, pattern, what to use instead).
 UNSUPPORTED_STREAMS: tuple[tuple[str, re.Pattern[str], str], ...] = (
@@ -149,24 +148,30 @@ def create_bridge_app(
     health_ttl: float = 30.0,
     poll_interval: float = 1.0,
     allowed_origins: Iterable[str] | None = None,
+    token: str | None = None,
 ) -> FastAPI:
-    """Build the bridge app around ``client`` (blocking client calls run in worker threads)."""
-    origins = list(DEFAULT_ORIGINS if allowed_origins is None else allowed_origins)
-    origins += [
-        o.strip() for o in os.environ.get("VOICEBOX_CORS_ORIGINS", "").split(",") if o.strip()
-    ]
-    app = FastAPI(title="voicebox-worker bridge", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(
-        CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"]
-    )
-    health_cache: dict[str, Any] = {}
+    """Build the bridge app around ``client`` (blocking client calls run in worker threads).
 
-    @app.middleware("http")
-    async def origin_guard(request: Request, call_next: Any) -> Response:
-        origin = request.headers.get("origin")
-        if origin is not None and origin not in origins and origin != "null":
-            return _error(403, f"origin {origin} may not use this bridge (VOICEBOX_CORS_ORIGINS)")
-        return await call_next(request)
+    ``token`` is what requests without an ``Origin`` must present (``Authorization: Bearer``); a fresh random
+    one when not given, readable as ``app.state.bridge_token``.
+    """
+    extra, any_origin = parse_origins(os.environ.get("VOICEBOX_CORS_ORIGINS"))
+    origins = [*(DEFAULT_ORIGINS if allowed_origins is None else allowed_origins), *extra]
+    hosts = [h for h in os.environ.get("VOICEBOX_ALLOWED_HOSTS", "").split(",") if h.strip()]
+    token = token or secrets.token_urlsafe(32)
+    app = FastAPI(title="voicebox-worker bridge", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.bridge_token = token
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"] if any_origin else origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    policy = OriginPolicy.build(
+        origins, any_origin=any_origin, hosts=hosts, token=token, what="this bridge"
+    )
+    app.add_middleware(GuardMiddleware, policy=policy)  # outermost: before CORS and routing
+    health_cache: dict[str, Any] = {}
 
     async def call(*args: Any, **kwargs: Any) -> Answer:
         return await asyncio.to_thread(client.request, *args, check=False, **kwargs)
@@ -281,8 +286,39 @@ def create_bridge_app(
     return app
 
 
-def serve(client: VoiceboxClient, *, host: str = "127.0.0.1", port: int = 17493) -> None:
-    """Run the bridge with uvicorn until interrupted."""
+def write_token_file(path: Path, token: str) -> Path:
+    """Write ``token`` to ``path`` readable by this user only (0600 from creation, never world-readable)."""
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (token + "\n").encode("ascii"))
+    finally:
+        os.close(fd)
+    return path
+
+
+def serve(
+    client: VoiceboxClient,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 17493,
+    token_file: Path | None = DEFAULT_TOKEN_FILE,
+) -> None:
+    """Run the bridge with uvicorn until interrupted; print the per-run token (and write its file)."""
+    import sys
+
     import uvicorn
 
-    uvicorn.run(create_bridge_app(client), host=host, port=port, log_level="info")
+    token = secrets.token_urlsafe(32)
+    where = ""
+    if token_file is not None:
+        where = f" (also in {write_token_file(token_file, token)}, mode 0600)"
+    print(
+        f"bridge token for scripts (requests without an Origin): {token}{where}\n"
+        f"  curl -H 'Authorization: Bearer {token}' http://{host}:{port}/health",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(create_bridge_app(client, token=token), host=host, port=port, log_level="info")

@@ -208,7 +208,9 @@ def cmd_transcribe(args: argparse.Namespace, client: VoiceboxClient) -> int:
 
 
 def cmd_bridge(args: argparse.Namespace, client: VoiceboxClient) -> int:
-    from backend.client.bridge import serve
+    from pathlib import Path
+
+    from backend.client.bridge import DEFAULT_TOKEN_FILE, serve
 
     if args.host not in {"127.0.0.1", "localhost", "::1"}:
         print(
@@ -220,7 +222,9 @@ def cmd_bridge(args: argparse.Namespace, client: VoiceboxClient) -> int:
         f"bridge: http://{args.host}:{args.port} -> RunPod endpoint {client.endpoint_id}",
         file=sys.stderr,
     )
-    serve(client, host=args.host, port=args.port)
+    token_file = getattr(args, "token_file", None)
+    path = None if token_file == "none" else Path(token_file) if token_file else DEFAULT_TOKEN_FILE
+    serve(client, host=args.host, port=args.port, token_file=path)
     return EXIT_OK
 
 
@@ -296,6 +300,12 @@ def add_commands(subparsers: Any) -> None:
     )
     bridge.add_argument("--port", type=int, default=17493)
     bridge.add_argument("--host", default="127.0.0.1")
+    bridge.add_argument(
+        "--token-file",
+        default=None,
+        help="where to write the per-run token for scripts (mode 0600); "
+        "default ~/.config/voicebox-worker/bridge-token; 'none' prints it only",
+    )
     bridge.set_defaults(handler=_run(cmd_bridge))
 
 

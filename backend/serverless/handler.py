@@ -15,44 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from backend.api.admin import AdminTable, api_admin_table
 from backend.config import Settings
 from backend.serverless.answers import BodyCollector, OverBudget, serialized_size, useful_headers
-from backend.serverless.envelope import Envelope, EnvelopeError, decoded_route, parse_envelope
+from backend.serverless.envelope import Envelope, EnvelopeError, parse_envelope
 
-__all__ = ["ADMIN_ROUTES", "JobHandler", "is_admin_route"]
+__all__ = ["JobHandler"]
 
 log = logging.getLogger("voicebox.serverless")
 
-#: Routes a RunPod job may call only when ``VOICEBOX_ALLOW_ADMIN_JOBS=1``: they stop the worker, remove models
-#: every worker on the volume shares, or replace the database. Patterns match the *decoded* path (what the app
-#: routes), case-insensitively, without a trailing slash.
-ADMIN_ROUTES: tuple[tuple[str, str], ...] = (
-    ("POST", r"/shutdown"),
-    ("DELETE", r"/models/.+"),
-    ("POST", r"/models/migrate"),
-    ("POST", r"/db/restore"),
-)
-_ADMIN_RE = tuple((method, re.compile(pattern, re.IGNORECASE)) for method, pattern in ADMIN_ROUTES)
 _LOOPBACK = "127.0.0.1"
-
-
-def is_admin_route(method: str, path: str) -> bool:
-    """Whether ``method path`` (raw, possibly percent-encoded) is an admin route."""
-    route = decoded_route(path.partition("?")[0])
-    return any(method == m and pattern.fullmatch(route) for m, pattern in _ADMIN_RE)
 
 
 class JobHandler:
     """Callable handed to ``runpod.serverless.start``: validates, proxies and answers one job.
 
     ``base_url`` defaults to ``http://127.0.0.1:<settings.port>``; tests pass an in-process ASGI ``client``.
+    ``admin_routes`` defaults to the API's own admin table (routes declared with ``openapi_extra=ADMIN``, see
+    ``backend/api/admin.py``): jobs may call them only when ``VOICEBOX_ALLOW_ADMIN_JOBS=1``.
     """
 
     def __init__(
@@ -61,8 +47,10 @@ class JobHandler:
         *,
         base_url: str | None = None,
         client: httpx.AsyncClient | None = None,
+        admin_routes: AdminTable | None = None,
     ) -> None:
         self.settings = settings
+        self.admin_routes = admin_routes if admin_routes is not None else api_admin_table()
         self.origin = httpx.URL(base_url or f"http://{_LOOPBACK}:{settings.port}")
         if self.origin.path not in {"", "/"} or self.origin.query or not self.origin.host:
             raise ValueError(
@@ -100,11 +88,11 @@ class JobHandler:
         job_id = str(job.get("id") or "job") if isinstance(job, dict) else "job"
         raw = job.get("input") if isinstance(job, dict) else None
         try:
-            env = parse_envelope(raw, max_file_bytes=self.settings.max_upload_bytes)
+            env = parse_envelope(raw, max_file_bytes=self.settings.max_job_upload_bytes)
         except EnvelopeError as err:
             log.info("job %s refused: %s", job_id, err)
             return {"error": str(err)}
-        if is_admin_route(env.method, env.path) and not self.settings.allow_admin_jobs:
+        if (env.method, env.path) in self.admin_routes and not self.settings.allow_admin_jobs:
             return {
                 "error": f"input.path: {env.method} {env.route_path} is an admin route; jobs may call it "
                 "only when the endpoint sets VOICEBOX_ALLOW_ADMIN_JOBS=1"
