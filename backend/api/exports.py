@@ -1,5 +1,6 @@
 """``GET /exports/{name}``: fetch a file the worker wrote to ``voicebox/exports/`` (a spilled RunPod answer,
-a library export). Names only — never paths — so no request can read outside that folder.
+a library export). Names only — never paths — and never through a symbolic link planted in that folder
+(``volume_file``), so no request can read outside it.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from backend.db.errors import WriteConflictError
 from backend.db.models import Profile
 from backend.db.volume_db import VolumeDatabase
 from backend.services.errors import ValidationError
+from backend.storage.blobs import no_links_below
 
 T = TypeVar("T")
 
@@ -45,13 +46,14 @@ def write_retrying(db: VolumeDatabase, fn: Callable[[Session], T], *, retries: i
 
 
 def volume_file(folder: Path, name: str, *, what: str) -> Path:
-    """``folder/name`` for a bare file name a user gave; refuses anything path-like."""
+    """``folder/name`` for a bare file name a user gave; refuses anything path-like, and a name that is a
+    symbolic link on the volume (``UnsafePathError``, 400): a planted link must not be followed out of it."""
     if not isinstance(name, str) or not VOLUME_NAME_RE.fullmatch(name) or ".." in name:
         raise ValidationError(
             f"{what} {name!r} is not a plain file name: use letters, digits, '.', '_' and '-' "
             "(at most 128 characters, no folders)"
         )
-    return folder / name
+    return no_links_below(folder.parent, [folder.name, name])
 
 
 def is_uuid(value: object) -> bool:

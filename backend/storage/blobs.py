@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -40,6 +41,30 @@ def safe_relative(rel: str) -> PurePosixPath:
     return path
 
 
+def no_links_below(root: Path, parts: Sequence[str]) -> Path:
+    """``root/parts``, refusing a path that goes through a symbolic link below ``root``.
+
+    Why: a link planted on the volume (``exports/x -> /etc/passwd``) would otherwise be followed by every open,
+    stat and ``FileResponse``: each existing component under ``root`` is ``lstat``-ed (the check ``O_NOFOLLOW``
+    makes, for every component and not only the last), and what does not exist yet (a file about to be
+    written) cannot be a link. ``root``'s own ancestors are the operator's business (a volume mounted through a
+    link is fine). Costs one ``lstat`` per component below ``root``.
+    """
+    path = root
+    for part in parts:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            break
+        if stat.S_ISLNK(mode):
+            rel = "/".join(parts)
+            raise UnsafePathError(
+                f"{rel!r} goes through a symbolic link on the volume (not a regular file)"
+            )
+    return root.joinpath(*parts)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -55,13 +80,25 @@ class BlobStore:
         self.trash_dir = settings.trash_dir
 
     def path(self, rel: str) -> Path:
-        return self.root.joinpath(*safe_relative(rel).parts)
+        """The file ``rel`` names under ``voicebox/``; never through a symbolic link (``no_links_below``)."""
+        return no_links_below(self.root, safe_relative(rel).parts)
+
+    def _entry(self, rel: str) -> Path:
+        """The directory entry ``rel`` itself, which may be a link (removing or moving a link is safe, and
+        fsck must be able to clear one away); its parent folders still may not be links."""
+        parts = safe_relative(rel).parts
+        return no_links_below(self.root, parts[:-1]) / parts[-1]
 
     def exists(self, rel: str) -> bool:
-        return self.path(rel).is_file()
+        """A regular file (not a link) is at ``rel``."""
+        try:
+            return self.path(rel).is_file()
+        except UnsafePathError:
+            return False
 
     def open(self, rel: str) -> BinaryIO:
-        return open(self.path(rel), "rb")
+        fd = os.open(self.path(rel), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        return os.fdopen(fd, "rb")
 
     def read_bytes(self, rel: str) -> bytes:
         return self.path(rel).read_bytes()
@@ -112,7 +149,7 @@ class BlobStore:
         if not rel:
             return False
         try:
-            self.path(rel).unlink()
+            self._entry(rel).unlink()
         except FileNotFoundError:
             return False
         return True
@@ -123,5 +160,5 @@ class BlobStore:
     def move_to_trash(self, rel: str) -> str:
         target = self.trash_dir / f"{uuid.uuid4().hex}-{safe_relative(rel).name}"
         self.trash_dir.mkdir(parents=True, exist_ok=True)
-        os.replace(self.path(rel), target)
+        os.replace(self._entry(rel), target)
         return target.name
