@@ -182,10 +182,9 @@ CORPUS: dict[str, tuple[Any, str]] = {
         "input.headers.Content-Length",
     ),
     # -- admin routes (VOICEBOX_ALLOW_ADMIN_JOBS unset)
-    "admin-shutdown": ({"path": "/shutdown"}, "input.path"),
-    "admin-shutdown-encoded": ({"path": "/shut%64own/"}, "input.path"),
-    "admin-delete-model": ({"method": "DELETE", "path": "/models/qwen"}, "input.path"),
-    "admin-db-restore": ({"path": "/db/restore", "body": {"name": "b"}}, "input.path"),
+    "admin-models-load": ({"path": "/models/load"}, "input.path"),
+    "admin-models-unload-encoded": ({"path": "/models/un%6Coad/"}, "input.path"),
+    "admin-volume-probe": ({"path": "/volume/probe", "body": {"quick": True}}, "input.path"),
 }
 
 
@@ -222,3 +221,57 @@ def test_framing_headers_are_dropped_not_forwarded(worker: Worker) -> None:
     assert seen["x-keep"] == "kept"
     assert "transfer-encoding" not in seen and "upgrade" not in seen and "expect" not in seen
     assert seen.get("content-length") != "0"
+
+
+def test_a_30_mib_upload_job_is_refused_before_decoding(
+    tmp_path: Path,
+    volume_template: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Acceptance: a 30 MiB file in ``files`` (40 MiB of base64) with the default settings. The handler must
+    refuse it from its length, naming the field, without decoding it or forwarding it; the memory the job
+    costs beyond its own input stays small."""
+    import tracemalloc
+
+    import backend.serverless.envelope as envelope
+
+    volume = fresh_volume(volume_template, tmp_path / "volume")
+    settings = api_settings_for(volume, tmp_path / "local")  # defaults: the per-job cap applies
+    assert settings.max_job_upload_bytes == 15_000_000 < settings.max_upload_bytes
+    payload = base64.b64encode(os.urandom(30 * 1024 * 1024)).decode()
+    job = {
+        "id": "big",
+        "input": {
+            "path": "/transcribe",
+            "files": {"file": {"filename": "big.wav", "content_base64": payload}},
+        },
+    }
+
+    def no_decoding(*_args: Any, **_kwargs: Any) -> bytes:
+        raise AssertionError("the upload was decoded before being refused")
+
+    monkeypatch.setattr(envelope.base64, "b64decode", no_decoding)
+    sent: list[httpx.Request] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    async def main() -> dict:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(transport)) as client:
+            handler = JobHandler(settings, base_url="http://127.0.0.1:1", client=client)
+            tracemalloc.start()
+            try:
+                return await handler(job)
+            finally:
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+                assert peak < 4 * 1024 * 1024, f"refusing the job allocated {peak} bytes"
+
+    answer = asyncio.run(main())
+    assert answer["error"].startswith("input.files.file.content_base64: decodes to 31457280 bytes")
+    assert (
+        "VOICEBOX_MAX_JOB_UPLOAD_MB" in answer["error"] and "voicebox/imports/" in answer["error"]
+    )
+    assert sent == []
+    assert payload not in answer["error"]

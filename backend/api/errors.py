@@ -11,7 +11,9 @@ import logging
 import uuid
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -88,6 +90,43 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _detail(500, f"internal error (reference {ref}); the worker log has the details")
 
 
+#: how much of a refused value a validation error repeats
+ECHO_CHARS = 200
+ECHO_ITEMS = 20
+
+
+def short_echo(value: object) -> object:
+    """A refused value as a validation error may repeat it: strings past ``ECHO_CHARS`` become their start
+    plus their length, containers keep ``ECHO_ITEMS`` entries. A 5,000,000-character ``text`` used to come
+    back whole in the 422 (and, through RunPod, spill a 15 MB answer onto the volume)."""
+    if isinstance(value, str):
+        if len(value) <= ECHO_CHARS:
+            return value
+        return f"{value[:ECHO_CHARS]}… ({len(value)} characters)"
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {str(k)[:ECHO_CHARS]: short_echo(v) for k, v in items[:ECHO_ITEMS]}
+        if len(items) > ECHO_ITEMS:
+            out["…"] = f"{len(items) - ECHO_ITEMS} more keys"
+        return out
+    if isinstance(value, list | tuple):
+        head = [short_echo(v) for v in list(value)[:ECHO_ITEMS]]
+        if len(value) > ECHO_ITEMS:
+            head.append(f"… {len(value) - ECHO_ITEMS} more items")
+        return head
+    return value
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in jsonable_encoder(exc.errors()):
+        if isinstance(error, dict) and "input" in error:
+            error = {**error, "input": short_echo(error["input"])}
+        errors.append(error)
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route answers on this path (Starlette's 405 names only the first route it tried,
     so ``OPTIONS /profiles/{id}`` said ``Allow: GET`` while PUT and DELETE exist too)."""
@@ -110,6 +149,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(AudioValidationError, _audio_error)
     app.add_exception_handler(UnsafePathError, _unsafe_path)

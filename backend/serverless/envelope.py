@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from backend.config import DEFAULT_MAX_JOB_UPLOAD_BYTES
+
 __all__ = [
     "DROPPED_HEADERS",
     "Envelope",
@@ -44,7 +46,8 @@ __all__ = [
 MAX_PATH_LENGTH = 2048
 MAX_HEADERS = 64
 MAX_HEADER_VALUE = 8192
-DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+#: What one job can carry at all: base64 of it fills RunPod's 20 MB ``/runsync`` cap (``/run`` takes 10 MB).
+DEFAULT_MAX_FILE_BYTES = DEFAULT_MAX_JOB_UPLOAD_BYTES
 
 #: Headers a job may not set: hop-by-hop (RFC 9110 §7.6.1) and those that describe the connection or framing the
 #: handler itself owns. Content-Type is set by the handler from ``body``/``form``/``files``.
@@ -85,6 +88,21 @@ class EnvelopeError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+def decoded_upper_bound(text: str) -> int:
+    """At most how many bytes base64 ``text`` decodes to, from its length alone (no decoding)."""
+    padding = 2 if text.endswith("==") else 1 if text.endswith("=") else 0
+    return len(text) * 3 // 4 - padding
+
+
+def over_limit(size: int, limit: int) -> str:
+    return (
+        f"decodes to {size} bytes ({size / 1e6:.1f} MB), over the per-job upload limit of {limit} "
+        f"bytes ({limit / 1e6:.1f} MB) "
+        "(VOICEBOX_MAX_JOB_UPLOAD_MB; RunPod takes at most 20 MB per /runsync job, base64 included); "
+        "upload large files to voicebox/imports/ on the volume and name them with volume_name"
+    )
 
 
 def _has_control(text: str) -> bool:
@@ -201,9 +219,9 @@ class FileSpec(BaseModel):
     @classmethod
     def _size_first(cls, value: str, info: ValidationInfo) -> str:
         limit = (info.context or {}).get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
-        # Checked before decoding so an oversized upload costs no memory beyond the job itself.
-        if (len(value) // 4) * 3 > limit + 3:
-            raise ValueError(f"decoded size exceeds the upload limit of {limit} bytes")
+        # Checked on the length before decoding, so an oversized upload costs no memory beyond the job itself.
+        if decoded_upper_bound(value) > limit:
+            raise ValueError(over_limit(decoded_upper_bound(value), limit))
         return value
 
     @model_validator(mode="after")
@@ -250,6 +268,25 @@ class Envelope(BaseModel):
 
     _route_path: str = PrivateAttr(default="/")
     _query: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files_size_first(cls, raw: Any, info: ValidationInfo) -> Any:
+        """All uploads together, measured on their base64 length before any of them is decoded."""
+        files = raw.get("files") if isinstance(raw, dict) else None
+        if not isinstance(files, dict):
+            return raw
+        limit = (info.context or {}).get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
+        sizes = [
+            decoded_upper_bound(one["content_base64"])
+            for spec in files.values()
+            for one in (spec if isinstance(spec, list) else [spec])
+            if isinstance(one, dict) and isinstance(one.get("content_base64"), str)
+        ]
+        # One file over the limit is named by its own field (``_size_first``); several are refused here.
+        if len(sizes) > 1 and sum(sizes) > limit:
+            raise ValueError(f"files: together {over_limit(sum(sizes), limit)}")
+        return raw
 
     @field_validator("method", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ longer rejected, silent rejected — with a message a user can act on.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import soundfile as sf
@@ -35,6 +36,17 @@ class AudioValidationError(ValueError):
     """The audio cannot be used; ``str(err)`` is a message meant for the API user."""
 
 
+_OPENING_RE = re.compile(r"^Error opening .*?: ")
+_REPR_RE = re.compile(r"<[^<>]*? at 0x[0-9A-Fa-f]+>")
+
+
+def decoder_reason(exc: Exception) -> str:
+    """libsndfile's reason without what it names the source by: ``Error opening <_io.BytesIO object at
+    0x7f…>: Format not recognised.`` leaked an object repr (and, for files, a server path) into a 400."""
+    text = _OPENING_RE.sub("", str(exc).strip())
+    return _REPR_RE.sub("the upload", text) or type(exc).__name__
+
+
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
     """Decode WAV/FLAC/OGG/Opus/MP3 bytes to float32 mono and its sample rate."""
     if not data:
@@ -43,7 +55,7 @@ def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
         audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as exc:  # noqa: BLE001 - libsndfile reports everything as its own RuntimeError
         raise AudioValidationError(
-            f"could not decode the audio (supported: wav, flac, ogg, opus, mp3): {exc}"
+            f"could not decode the audio (supported: wav, flac, ogg, opus, mp3): {decoder_reason(exc)}"
         ) from None
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
     return np.ascontiguousarray(mono, dtype=np.float32), int(sr)
