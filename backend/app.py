@@ -7,6 +7,7 @@ lifespan needs no GPU and no network. Services are built here only when none are
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from backend.config import Settings
 from backend.http_guard import APP_ORIGINS, GuardMiddleware, OriginPolicy
 from backend.services.container import Services
 from backend.services.health import VERSION
+from backend.storage.retention import EXPIRY_INTERVAL_SECONDS, expire_exports
 
 log = logging.getLogger("voicebox.app")
 
@@ -85,6 +87,16 @@ def install_origin_guard(app: FastAPI, settings: Settings) -> OriginPolicy:
     return policy
 
 
+async def _expire_exports_periodically(settings: Settings) -> None:
+    """``VOICEBOX_EXPORT_TTL_HOURS`` while serving (boot runs it through fsck); never stops on an error."""
+    while True:
+        await asyncio.sleep(EXPIRY_INTERVAL_SECONDS)
+        try:
+            await asyncio.to_thread(expire_exports, settings)
+        except OSError:
+            log.exception("export retention failed; retrying in %.0f s", EXPIRY_INTERVAL_SECONDS)
+
+
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
     """The app over an already bootstrapped volume; ``services`` lets tests and the lead inject engines."""
     owned = services is None
@@ -93,9 +105,11 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.info("voicebox-worker %s ready (worker %s)", VERSION, settings.worker_id)
+        expiry = asyncio.create_task(_expire_exports_periodically(settings))
         try:
             yield
         finally:
+            expiry.cancel()
             if owned:
                 services.close()
 

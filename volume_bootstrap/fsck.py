@@ -19,6 +19,7 @@ from backend.config import Settings
 from backend.db.models import Generation, Profile, ProfileSample, utcnow
 from backend.db.volume_db import VolumeDatabase
 from backend.storage.blobs import BlobStore, sha256_file
+from backend.storage.retention import expire_exports
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class FsckReport:
     orphans_trashed: list[str] = field(default_factory=list)
     orphans_seen: list[str] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
+    exports_expired: list[str] = field(default_factory=list)
     truncated: bool = False
     seconds: float = 0.0
 
@@ -47,6 +49,7 @@ class FsckReport:
             "tmp_removed": self.tmp_removed,
             "orphans": len(self.orphans_seen),
             "missing_files": len(self.missing_files),
+            "exports_expired": len(self.exports_expired),
         }
         return data
 
@@ -74,6 +77,10 @@ def fsck_volume(
     _resolve_expired_jobs(db, blobs, report, repair, limit)
     _remove_stale_tmp(settings, report, repair, tmp_grace, limit)
     _check_files(settings, db, blobs, report, repair, orphan_grace, limit)
+    if repair:  # exports past VOICEBOX_EXPORT_TTL_HOURS (backend/storage/retention.py)
+        expiry = expire_exports(settings, limit=limit)
+        report.exports_expired = expiry.removed
+        report.truncated |= expiry.truncated
     report.seconds = time.monotonic() - started
     return report
 
