@@ -14,7 +14,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from backend.cli_report import parse_args, report_failure
 from backend.config import Settings, SettingsError, load_settings
+
+log = logging.getLogger("voicebox.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DB = 0, 1, 2, 3
 
@@ -294,12 +297,11 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(f"voicebox-worker: bad setting: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_failure(args, f"bad setting: {exc}", EXIT_USAGE, "settings")
     logging.basicConfig(
         level=(args.log_level or settings.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -316,14 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args, settings))
     except CommandError as exc:
-        print(f"voicebox-worker: {exc}", file=sys.stderr)
-        return exc.code
+        return report_failure(args, str(exc), exc.code, "command")
     except (SchemaMismatchError, DatabaseCorruptError) as exc:
-        print(f"voicebox-worker: {exc}", file=sys.stderr)
-        return EXIT_DB
+        return report_failure(args, str(exc), EXIT_DB, type(exc).__name__)
     except DatabaseError as exc:
-        print(f"voicebox-worker: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return report_failure(args, str(exc), EXIT_FAILED, type(exc).__name__)
+    except (
+        OSError,
+        ValueError,
+    ) as exc:  # a folder that cannot be read, a file that is not what it says
+        log.debug("command failed", exc_info=True)
+        return report_failure(args, f"{type(exc).__name__}: {exc}", EXIT_FAILED, type(exc).__name__)
 
 
 if __name__ == "__main__":

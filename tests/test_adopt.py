@@ -242,6 +242,32 @@ def test_refuses_to_merge_into_a_volume_with_data(settings: Settings, tmp_path: 
     assert volume_files(settings) == files
 
 
+@pytest.mark.parametrize("schema", sorted(BUILDERS))
+def test_rerunning_the_same_adoption_is_a_no_op(
+    schema: str, settings: Settings, tmp_path: Path
+) -> None:
+    fx = BUILDERS[schema](tmp_path / "legacy")
+    first = adopt_data_dir(settings, fx.data_dir)
+    assert first["already_adopted"] is False
+    before, files = sha(settings.db_path), volume_files(settings)
+    again = adopt_data_dir(settings, fx.data_dir)
+    assert again["already_adopted"] is True and "already adopted" in again["message"]
+    assert again["counts_after"] == first["counts_after"] == fx.expected_after
+    assert again["files_copied"] == 0 and again["backup"] is None
+    assert sha(settings.db_path) == before and volume_files(settings) == files
+    assert len(list_backups(settings)) == len([b for b in [first["backup"]] if b])
+
+
+def test_rerun_after_the_library_grew_is_still_a_no_op(settings: Settings, tmp_path: Path) -> None:
+    fx = build_upstream(tmp_path / "legacy")
+    adopt_data_dir(settings, fx.data_dir)
+    db = VolumeDatabase(settings, expected_revision=head_revision())
+    with db.write() as session:
+        session.add(Profile(name="Made after adoption", language="en"))
+    db.close()
+    assert adopt_data_dir(settings, fx.data_dir)["already_adopted"] is True
+
+
 def test_partial_schema_is_refused_and_the_volume_untouched(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -469,6 +495,32 @@ def test_cli_db_adopt_json(subprocess_env, tmp_path: Path, volume_dir: Path) -> 
     assert report["counts_before"] == fx.counts
     assert report["revision"] == head_revision()
     assert report["files_copied"] == len(fx.file_sha) - len(report["files_not_adopted"])
+
+
+def test_cli_db_adopt_rerun_exits_0_and_another_source_is_refused_in_json(
+    subprocess_env, tmp_path: Path, volume_dir: Path
+) -> None:
+    fx = build_upstream(tmp_path / "legacy")
+
+    def adopt_cli(data_dir: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "backend.cli", "db", "adopt", str(data_dir), "--json"],
+            env=subprocess_env("cli"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert adopt_cli(fx.data_dir).returncode == 0
+    again = adopt_cli(fx.data_dir)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout.strip().splitlines()[-1])
+    assert report["already_adopted"] is True and report["counts_after"] == fx.expected_after
+    other = adopt_cli(build_fork(tmp_path / "other").data_dir)
+    assert other.returncode == 1
+    refusal = json.loads(other.stdout.strip().splitlines()[-1])
+    assert refusal["ok"] is False and "does not merge" in refusal["error"]
 
 
 def test_cli_db_adopt_partial_exits_with_a_clear_line(subprocess_env, tmp_path: Path) -> None:

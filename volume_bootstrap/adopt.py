@@ -889,6 +889,57 @@ def _refuse_nonempty(path: Path) -> None:
         )
 
 
+def _holds_plan(path: Path, plan: Plan) -> bool:
+    """Whether the volume database already holds every row this adoption would create (same ids): the same
+    source adopted before. An empty plan holds nothing, so an empty legacy database is never "adopted"."""
+    wanted = {
+        "profiles": {row["id"] for row in plan.profiles},
+        "profile_samples": {row["id"] for row in plan.samples},
+        "generations": {row["id"] for row in plan.generations},
+    }
+    if not any(wanted.values()) or plan.ids_assigned:
+        return False  # rows without ids get new ones each run: no way to recognise them
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.DatabaseError:
+        return False
+    try:
+        for table, ids in wanted.items():
+            present = {r[0] for r in conn.execute(f'SELECT id FROM "{table}"')}
+            if not ids <= present:
+                return False
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        conn.close()
+    return True
+
+
+def _already_adopted(
+    plan: Plan, source_root: Path, source_db: Path, head: str, started: float
+) -> dict[str, Any]:
+    """The report of a rerun: the same counts, nothing copied, nothing published."""
+    report = plan.report()
+    report.update(
+        already_adopted=True,
+        message=(
+            f"already adopted: the volume holds every profile, sample and generation of {source_db}; "
+            "nothing was changed"
+        ),
+        source=str(source_root),
+        database=str(source_db),
+        revision=head,
+        backup=None,
+        files_copied=0,
+        files_reused=0,
+        bytes_copied=0,
+        files_missing=[],
+        files_moved=0,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    return report
+
+
 def _source_files(root: Path) -> set[str]:
     found: set[str] = set()
     for top in ANCHORS:
@@ -979,11 +1030,6 @@ def adopt_data_dir(settings: Settings, data_dir: Path, move: bool = False) -> di
             raise AdoptionError(
                 f"{source_db} fails integrity_check ({verdict}); nothing was adopted"
             )
-        # Fail before copying gigabytes; checked again under the lease.
-        if settings.db_path.exists():
-            db.refresh(force=True)
-            _refuse_nonempty(db.local_path)
-
         plan_conn = sqlite3.connect(f"file:{legacy}?mode=ro", uri=True)
         plan_conn.row_factory = sqlite3.Row
         try:
@@ -993,6 +1039,14 @@ def adopt_data_dir(settings: Settings, data_dir: Path, move: bool = False) -> di
             )
         finally:
             plan_conn.close()
+
+        # Fail before copying gigabytes; checked again under the lease. A rerun of this same adoption is a
+        # no-op that says so (its rows are all there), not a refusal.
+        if settings.db_path.exists():
+            db.refresh(force=True)
+            if _holds_plan(db.local_path, plan):
+                return _already_adopted(plan, source_root, source_db, head, started)
+            _refuse_nonempty(db.local_path)
 
         stored, absent, reused = _copy_files(plan, source_root, blobs, created)
         backup = None
@@ -1028,6 +1082,7 @@ def adopt_data_dir(settings: Settings, data_dir: Path, move: bool = False) -> di
                 log.warning("could not remove %s after adoption: %s", source_root / rel, exc)
     adopted = set(stored)
     report.update(
+        already_adopted=False,
         source=str(source_root),
         database=str(source_db),
         revision=head,

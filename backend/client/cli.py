@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from backend.cli_report import parse_args, report_failure
 from backend.client.client import JobProgress, VoiceboxClient
 from backend.client.errors import ClientError, ConfigError, PayloadTooLarge
 
@@ -97,14 +98,12 @@ def _run(fn: Callable[[argparse.Namespace, VoiceboxClient], int]) -> Callable[..
         try:
             return fn(args, make_client(args))
         except (ConfigError, PayloadTooLarge) as exc:
-            print(f"voicebox-worker: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return report_failure(args, str(exc), EXIT_USAGE, type(exc).__name__)
         except ClientError as exc:
-            print(f"voicebox-worker: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            kind = type(exc).__name__
+            return report_failure(args, f"{kind}: {exc}", EXIT_FAILED, kind)
         except OSError as exc:
-            print(f"voicebox-worker: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            return report_failure(args, str(exc), EXIT_FAILED, type(exc).__name__)
 
     return handler
 
@@ -141,8 +140,7 @@ def cmd_profiles_add_sample(args: argparse.Namespace, client: VoiceboxClient) ->
 def cmd_say(args: argparse.Namespace, client: VoiceboxClient) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     if not text.strip():
-        print("voicebox-worker: nothing to say", file=sys.stderr)
-        return EXIT_USAGE
+        return report_failure(args, "nothing to say", EXIT_USAGE, "usage")
     options: dict[str, Any] = {}
     if args.model_size:
         options["model_size"] = args.model_size
@@ -172,8 +170,9 @@ def cmd_say(args: argparse.Namespace, client: VoiceboxClient) -> int:
 
 def cmd_import(args: argparse.Namespace, client: VoiceboxClient) -> int:
     if (args.file is None) == (args.volume_name is None):
-        print("voicebox-worker: give a FILE or --volume-name NAME (one of them)", file=sys.stderr)
-        return EXIT_USAGE
+        return report_failure(
+            args, "give a FILE or --volume-name NAME (one of them)", EXIT_USAGE, "usage"
+        )
     profile = client.import_profile(
         args.file, volume_name=args.volume_name, progress=_progress(args)
     )
@@ -313,5 +312,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Standalone entry (``python -m backend.client``) with the same commands."""
     parser = argparse.ArgumentParser(prog="voicebox-worker")
     add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     return int(args.handler(args))

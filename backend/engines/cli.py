@@ -23,10 +23,9 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _fail(args: argparse.Namespace, message: str, code: int = EXIT_FAILED) -> int:
-    if getattr(args, "json", False):
-        print(json.dumps({"ok": False, "error": message}, sort_keys=True))
-    print(f"voicebox-worker: {message}", file=sys.stderr)
-    return code
+    from backend.cli_report import report_failure
+
+    return report_failure(args, message, code)
 
 
 def _repos(settings: Any, explicit: list[str] | None) -> list[str]:
