@@ -264,3 +264,41 @@ def test_health_fields(tmp_path: Path) -> None:
     assert (
         h["model_size"] == "1.7B" and h["model_downloaded"] is False and h["model_loaded"] is False
     )
+
+
+def test_health_caches_the_snapshot_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/health`` must not walk the model snapshot on the volume on every call: the verdict is kept until a
+    load, an unload or an explicit refresh (a download), and ``/models/status`` refreshes it."""
+    from backend.engines import hfcache
+
+    calls: list[str] = []
+    real_check = hfcache.check_snapshot
+
+    def counting(hf_home: Path, repo: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls.append(repo)
+        return real_check(hf_home, repo, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hfcache, "check_snapshot", counting)
+    repo = "Qwen/Qwen3-TTS-12Hz-1.7B-Base"
+    mgr = EngineManager(
+        settings(tmp_path, VOICEBOX_TTS_MODEL=repo), tts_factory=lambda _s: FakeTTSEngine()
+    )
+    for _ in range(5):
+        assert mgr.health()["model_downloaded"] is False
+    assert calls == [repo]
+    mgr.tts()  # a load refreshes it
+    mgr.health()
+    assert calls == [repo, repo]
+    mgr.unload()
+    mgr.health()
+    mgr.health()
+    assert calls == [repo, repo, repo]
+    mgr.refresh_downloaded()  # what a download calls
+    mgr.health()
+    assert len(calls) == 4
+    mgr.status()  # checks the snapshot itself and leaves the fresh verdict for /health
+    n = len(calls)
+    mgr.health()
+    assert len(calls) == n

@@ -137,3 +137,25 @@ def test_completion_survives_a_lost_fence(services, monkeypatch) -> None:
     done = gens.wait(gens.start(GenerationInput(profile_id, "Complete me.")).id, 60)
     assert calls["n"] >= 3
     assert done.status == "completed" and services.blobs.exists(done.audio_path)
+
+
+def test_finished_events_are_bounded(services, monkeypatch) -> None:
+    """One completion event per generation for the worker's life was unbounded growth: finished ones are
+    pruned past the bound, and ``wait`` on a pruned one still answers from the row."""
+    import backend.services.generation as generation
+
+    monkeypatch.setattr(generation, "FINISHED_EVENTS_KEPT", 3)
+    gens = GenerationService(services)
+    profile_id = add_profile_with_sample(services)
+    ids = []
+    for i in range(6):
+        row = gens.start(GenerationInput(profile_id=profile_id, text=f"Number {i}.", seed=i))
+        assert gens.wait(row.id, 60).status == "completed"
+        ids.append(row.id)
+    assert list(gens._done) == ids[-3:]
+    assert gens.wait(ids[0], timeout=5).status == "completed"  # pruned: read from the row
+    # a running generation's event is never pruned, however many finish meanwhile
+    gens._ensure_event("running", done=False)
+    for i in range(4):
+        gens._ensure_event(f"finished-{i}", done=True)
+    assert "running" in gens._done and len(gens._done) <= 4

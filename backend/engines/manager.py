@@ -115,6 +115,9 @@ class EngineManager:
         self._stt: STTEngine | None = None
         self._last_used = time.monotonic()
         self._last_error: dict[str, str] = {}
+        # /health's "model_downloaded": checking a snapshot stats every file of it on the network volume,
+        # so the verdict is kept until a load, an unload or a download (``refresh_downloaded``) changes it.
+        self._downloaded: dict[str, bool] = {}
         self._idle_stop = threading.Event()
         self._idle_thread: threading.Thread | None = None
 
@@ -149,6 +152,7 @@ class EngineManager:
             self._last_error[kind] = f"{type(exc).__name__}: {exc}"
             raise
         self._last_error.pop(kind, None)
+        self.refresh_downloaded()
         log.info("%s engine %s loaded in %.2fs", kind, engine.repo_id, time.monotonic() - t0)
 
     def load_all(self, include_stt: bool = True) -> None:
@@ -159,6 +163,7 @@ class EngineManager:
 
     def unload(self, which: str | None = None) -> None:
         """Unload ``"tts"``, ``"stt"`` or both (``None``); the next use loads again."""
+        self.refresh_downloaded()
         with self.lock:
             for kind, engine in (("tts", self._tts), ("stt", self._stt)):
                 if engine is not None and which in (None, kind) and engine.is_loaded():
@@ -311,6 +316,7 @@ class EngineManager:
             else:
                 snap = check_snapshot(self.settings.hf_home, repo)
                 info["cached"] = snap.complete
+                self._downloaded[repo] = snap.complete  # /health reuses this fresh verdict
                 if not snap.complete:
                     info["cache_problems"] = snap.problems
             if kind in self._last_error:
@@ -327,12 +333,24 @@ class EngineManager:
             "prompt_cache": self.prompt_cache.stats(),
         }
 
+    def refresh_downloaded(self) -> None:
+        """Forget the cached snapshot verdicts; call after anything that adds or removes model files (a load,
+        an unload, a download or a delete). The next ``health()`` checks the snapshot once again."""
+        self._downloaded.clear()
+
+    def _model_downloaded(self, repo: str) -> bool:
+        from backend.engines.hfcache import check_snapshot
+
+        verdict = self._downloaded.get(repo)
+        if verdict is None:
+            verdict = check_snapshot(self.settings.hf_home, repo).complete
+            self._downloaded[repo] = verdict
+        return verdict
+
     def health(self) -> dict[str, Any]:
         """Voicebox's ``/health`` engine fields; cheap and lock-free (torch is only asked if imported)."""
         import re
         import sys
-
-        from backend.engines.hfcache import check_snapshot
 
         repo = self.settings.tts_model
         tts = self._tts
@@ -340,9 +358,7 @@ class EngineManager:
         size = re.search(r"(\d+(?:\.\d+)?[BM])-", repo + "-")
         info: dict[str, Any] = {
             "model_loaded": bool(tts is not None and tts.is_loaded()),
-            "model_downloaded": True
-            if fake
-            else check_snapshot(self.settings.hf_home, repo).complete,
+            "model_downloaded": True if fake else self._model_downloaded(repo),
             "model_size": size.group(1) if size else None,
             "backend_type": "fake" if fake else "pytorch",
             "backend_variant": getattr(tts, "device", None) or self.settings.device,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -52,6 +53,10 @@ class GenerationInput:
     )
 
 
+#: finished generations whose completion event is kept (``wait`` falls back to reading the row)
+FINISHED_EVENTS_KEPT = 1000
+
+
 class _Cancelled(Exception):
     pass
 
@@ -61,7 +66,10 @@ class GenerationService:
         self.services = services
         self.settings = services.settings
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation")
-        self._done: dict[str, threading.Event] = {}
+        # Completion events by generation id, oldest first. Finished ones are only a shortcut for ``wait``
+        # (without one it reads the row), so at most ``FINISHED_EVENTS_KEPT`` of them are kept: one entry per
+        # generation for the life of a worker was unbounded growth.
+        self._done: OrderedDict[str, threading.Event] = OrderedDict()
         self._cancel: set[str] = set()
         self._progress: dict[str, tuple[int, int]] = {}
         self._mutex = threading.Lock()
@@ -125,9 +133,19 @@ class GenerationService:
     def _ensure_event(self, gen_id: str, *, done: bool) -> threading.Event:
         with self._mutex:
             event = self._done.setdefault(gen_id, threading.Event())
-        if done:
-            event.set()
+            if done:
+                event.set()
+                self._done.move_to_end(gen_id)
+                self._prune_finished()
         return event
+
+    def _prune_finished(self) -> None:
+        """Drop the oldest finished events past the bound (running ones are never dropped). Holds ``_mutex``."""
+        excess = len(self._done) - FINISHED_EVENTS_KEPT
+        if excess <= 0:
+            return
+        for gen_id in [g for g, e in self._done.items() if e.is_set()][:excess]:
+            del self._done[gen_id]
 
     # ------------------------------------------------------------------ run (background thread)
     def _run(self, gen_id: str, request: GenerationInput, queued_at: float) -> None:
