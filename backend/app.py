@@ -19,6 +19,7 @@ from backend.api.auth import install_api_keys
 from backend.api.errors import install_error_handlers
 from backend.config import Settings
 from backend.http_guard import APP_ORIGINS, GuardMiddleware, OriginPolicy
+from backend.schemas import ERROR_RESPONSES
 from backend.services.container import Services
 from backend.services.health import VERSION
 from backend.storage.retention import EXPIRY_INTERVAL_SECONDS, expire_exports
@@ -123,7 +124,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.state.settings = settings
     install_error_handlers(app)
     for router in api_routers():
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     install_api_keys(app, settings)  # reads the admin table from app.routes; CORS wraps it
     install_origin_guard(app, settings)
     return app

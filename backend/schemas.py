@@ -8,17 +8,27 @@ never server paths.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from backend.services.common import LANGUAGES
+from backend.services.common import LANGUAGES, VOLUME_NAME_MAX, VOLUME_NAME_PATTERN
 
 if TYPE_CHECKING:
     from backend.db.models import Generation, Profile, ProfileSample
 
 LANGUAGE_PATTERN = "^(" + "|".join(LANGUAGES) + ")$"
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: A time in an answer: the database keeps naive UTC; answers say so (``2024-05-01T12:00:00Z``), as the spec's
+#: ``format: date-time`` requires. The Voicebox app appends ``Z`` only to a time that has no zone, so it parses
+#: both forms.
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 AUDIO_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus")
 
 
@@ -30,7 +40,9 @@ class VoiceProfileCreate(BaseModel):
     description: str | None = Field(None, max_length=500)
     language: str = Field(default="en", pattern=LANGUAGE_PATTERN)
     # Upstream-only fields: accepted so its client can send them; only cloned voices exist here.
-    voice_type: str | None = Field(default="cloned")
+    voice_type: Literal["cloned"] | None = Field(
+        default="cloned", description="only cloned voices exist here (from samples)"
+    )
     preset_engine: str | None = Field(None, max_length=50)
     preset_voice_id: str | None = Field(None, max_length=100)
     design_prompt: str | None = Field(None, max_length=2000)
@@ -45,9 +57,9 @@ class VoiceProfileCreate(BaseModel):
             raise ValueError("name must not be blank")
         return value
 
-    @field_validator("voice_type")
+    @field_validator("voice_type", mode="before")
     @classmethod
-    def _cloned_only(cls, value: str | None) -> str | None:
+    def _cloned_only(cls, value: object) -> object:
         if value not in (None, "cloned"):
             raise ValueError(
                 f"voice_type {value!r} is not supported: this server clones voices from samples only "
@@ -71,8 +83,8 @@ class VoiceProfileResponse(BaseModel):
     personality: str | None = None
     generation_count: int = 0
     sample_count: int = 0
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
     @classmethod
     def from_row(
@@ -112,7 +124,7 @@ class ProfileSampleResponse(BaseModel):
     duration: float | None = None
     sha256: str | None = None
     size_bytes: int | None = None
-    created_at: datetime | None = None
+    created_at: UtcDatetime | None = None
 
     @classmethod
     def from_row(cls, row: ProfileSample) -> ProfileSampleResponse:
@@ -146,8 +158,8 @@ class GenerationResponse(BaseModel):
     error: str | None = None
     is_favorited: bool = False
     source: str = "manual"
-    created_at: datetime
-    completed_at: datetime | None = None
+    created_at: UtcDatetime
+    completed_at: UtcDatetime | None = None
     generation_time_seconds: float | None = None
     versions: list[Any] | None = None
     active_version_id: str | None = None
@@ -216,6 +228,35 @@ class GenerationImportResponse(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------- misc
+class ErrorResponse(BaseModel):
+    """Every error answer, whatever the status: ``detail`` is a message for a person, or (422) FastAPI's list of
+    ``{loc, msg, type, input}``; ``/v1`` routes add OpenAI's ``error`` object beside it."""
+
+    detail: str | list[dict[str, Any]]
+    error: dict[str, Any] | None = None
+
+
+#: The statuses any operation may answer by design besides its success (``docs/api.md``, Conventions), all with
+#: ``ErrorResponse``: declared on every operation so clients (and schemathesis) know them.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "malformed or unusable input"),
+        (401, "an API key is required or wrong (VOICEBOX_API_KEYS)"),
+        (403, "an admin key is required, or a browser origin / Host this server does not serve"),
+        (404, "an unknown id, or its file is gone"),
+        (409, "a conflict: a taken name, work in progress"),
+        (413, "an upload over its size limit"),
+        (422, "a field out of range"),
+        (429, "too much queued work; retry later"),
+        (500, "a bug: the answer carries only a reference id"),
+        (503, "the database is busy or unusable"),
+        (504, "the work did not finish in time"),
+        (507, "the volume is full"),
+    )
+}
+
+
 class MessageResponse(BaseModel):
     message: str
 
@@ -252,7 +293,9 @@ class RootResponse(BaseModel):
 class LibraryExportRequest(BaseModel):
     """``POST /library/export``: write the whole library to ``voicebox/exports/<volume_name>``."""
 
-    volume_name: str = Field(..., min_length=1, max_length=128)
+    volume_name: str = Field(
+        ..., min_length=1, max_length=VOLUME_NAME_MAX, pattern=VOLUME_NAME_PATTERN
+    )
     include_history: bool = False
 
 

@@ -32,7 +32,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.generation.modes import GenerationMode
 
 from backend.app import create_app
@@ -48,6 +48,27 @@ from tests.support.api import (
 )
 
 MAX_EXAMPLES = int(os.environ.get("VOICEBOX_FUZZ_EXAMPLES", "20"))
+
+load_all_checks()
+#: every check schemathesis has (``--checks all``): undocumented statuses, schema violations, content types,
+#: headers, positive data refused, negative data accepted, ... -- not only 5xx.
+ALL_CHECKS = CHECKS.get_all()
+
+#: Operations whose schema-valid requests may still be refused with 400, and why: the rule is about the
+#: *content* of an upload or a name only the running server knows, which JSON Schema cannot state. Every other
+#: check still runs on them; the 400 itself is documented (``ErrorResponse``).
+CONTENT_CHECKED: dict[tuple[str, str], str] = {
+    ("POST", "/profiles/{profile_id}/samples"): "the file must decode as 2-30 s of audio",
+    ("POST", "/profiles/{profile_id}/avatar"): "the file must be a PNG, JPEG or WEBP image",
+    ("POST", "/profiles/import"): "the file must be a valid bundle zip",
+    ("POST", "/history/import"): "the file must be a valid bundle zip",
+    ("POST", "/library/import"): "the file must be a valid bundle zip",
+    ("POST", "/transcribe"): "the file must decode as audio",
+    ("POST", "/v1/audio/speech"): (
+        "model names include the configured VOICEBOX_TTS_MODEL (no static enum); response_format aac is "
+        "OpenAI's and answered 400 saying why"
+    ),
+}
 
 #: Operations not fuzzed, and why. (``GET /generate/{id}/status`` streams server-sent events until the
 #: generation ends; it is fuzzed with ``stream=false`` forced, below.)
@@ -157,6 +178,9 @@ def test_no_request_makes_a_server_error(
         pytest.skip(reason)
     operation = api_schema[path][method]
     seen: Counter[int] = Counter()
+    checks = ALL_CHECKS
+    if (method, path) in CONTENT_CHECKED:
+        checks = [c for c in ALL_CHECKS if c.__name__ != "positive_data_acceptance"]
     volume = str(fuzz_app.state.settings.volume)
 
     @settings(
@@ -173,7 +197,7 @@ def test_no_request_makes_a_server_error(
             case.query = {**(case.query or {}), "stream": "false"}
         response = case.call()  # an exception inside the app propagates here: a failure as well
         seen[response.status_code] += 1
-        case.validate_response(response, checks=[not_a_server_error])
+        case.validate_response(response, checks=checks)
         assert response.status_code < 500, (response.status_code, response.text[:500])
         if response.status_code >= 400:  # docs/api.md: no answer contains a server path
             assert volume not in response.text, response.text[:500]

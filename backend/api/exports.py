@@ -5,19 +5,28 @@ a library export). Names only — never paths — and never through a symbolic l
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from starlette.responses import FileResponse
 
-from backend.api.deps import content_disposition, get_services
-from backend.services.common import volume_file
+from backend.api.deps import AUDIO_TYPES, content_disposition, file_answer, get_services
+from backend.services.common import VOLUME_NAME_MAX, VOLUME_NAME_PATTERN, volume_file
 from backend.services.container import Services
 from backend.services.errors import NotFoundError
 
 router = APIRouter(tags=["exports"])
 
 
-@router.get("/exports/{name}", response_class=FileResponse)
-def get_export(name: str, services: Services = Depends(get_services)) -> FileResponse:
+@router.get(
+    "/exports/{name}",
+    response_class=FileResponse,
+    responses=file_answer(
+        "application/zip", "application/octet-stream", *AUDIO_TYPES, description="the export"
+    ),
+)
+def get_export(
+    name: str = Path(max_length=VOLUME_NAME_MAX, pattern=VOLUME_NAME_PATTERN),
+    services: Services = Depends(get_services),
+) -> FileResponse:
     path = volume_file(services.settings.exports_dir, name, what="export")
     if not path.is_file():
         raise NotFoundError(f"no export named {name!r} in voicebox/exports/")

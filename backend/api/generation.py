@@ -23,7 +23,7 @@ class GenerationRequest(BaseModel):
     """Voicebox upstream's ``GenerationRequest`` (the engine/effects fields it has are not used here)."""
 
     profile_id: str = Field(min_length=1, max_length=64)
-    text: str = Field(min_length=1, max_length=50000)
+    text: str = Field(min_length=1, max_length=50000, pattern=r"\S")  # not only whitespace
     language: str = Field(default="en", pattern=LANGUAGE_PATTERN)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     instruct: str | None = Field(default=None, max_length=500)
@@ -65,7 +65,18 @@ def generate(
     return GenerationResponse.from_row(row)
 
 
-@router.get("/generate/{generation_id}/status")
+@router.get(
+    "/generate/{generation_id}/status",
+    responses={
+        200: {
+            "description": "server-sent events, or one JSON object with stream=false",
+            "content": {
+                "text/event-stream": {"schema": {"type": "string"}},
+                "application/json": {},
+            },
+        }
+    },
+)
 async def generation_status(
     generation_id: str,
     request: Request,

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response
 
-from backend.api.deps import content_disposition, get_services, temp_file_response
+from backend.api.deps import (
+    AUDIO_TYPES,
+    content_disposition,
+    file_answer,
+    get_services,
+    temp_file_response,
+)
 from backend.api.uploads import (
     BUNDLE_FORM_OPENAPI,
     UploadForm,
@@ -104,7 +112,11 @@ def toggle_favorite(
     return FavoriteResponse(is_favorited=services.history.toggle_favorite(generation_id))
 
 
-@router.get("/history/{generation_id}/export", response_class=FileResponse)
+@router.get(
+    "/history/{generation_id}/export",
+    response_class=FileResponse,
+    responses=file_answer("application/zip", description="the generation bundle"),
+)
 def export_generation(
     generation_id: str, services: Services = Depends(get_services)
 ) -> FileResponse:
@@ -112,17 +124,25 @@ def export_generation(
     return temp_file_response(exported.path, exported.filename, "application/zip")
 
 
-@router.get("/history/{generation_id}/export-audio")
+@router.get(
+    "/history/{generation_id}/export-audio",
+    response_class=Response,
+    responses=file_answer(*AUDIO_TYPES, description="the audio, as an attachment"),
+)
 def export_generation_audio(
     generation_id: str, services: Services = Depends(get_services)
 ) -> Response:
     return _audio_response(services.history.export_audio(generation_id), "attachment")
 
 
-@router.get("/audio/{generation_id}")
+@router.get(
+    "/audio/{generation_id}",
+    response_class=Response,
+    responses=file_answer(*AUDIO_TYPES, description="the audio"),
+)
 def get_audio(
     generation_id: str,
-    format: str = Query("wav", pattern="^(wav|flac|mp3|opus)$"),
+    format: Literal["wav", "flac", "mp3", "opus"] = Query("wav"),
     services: Services = Depends(get_services),
 ) -> Response:
     return _audio_response(services.history.audio(generation_id, format), "inline")

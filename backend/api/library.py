@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
-from backend.api.deps import get_services, temp_file_response
+from backend.api.deps import file_answer, get_services, temp_file_response
 from backend.api.uploads import (
     BUNDLE_FORM_OPENAPI,
     UploadForm,
@@ -32,7 +32,11 @@ def _report(result: ImportResult) -> ImportReport:
     )
 
 
-@router.get("/library/export", response_class=FileResponse)
+@router.get(
+    "/library/export",
+    response_class=FileResponse,
+    responses=file_answer("application/zip", description="the library bundle"),
+)
 def export_library(
     include_history: bool = Query(False, description="also export every finished generation"),
     services: Services = Depends(get_services),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable, Coroutine
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request
@@ -19,7 +18,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from backend.schemas import LANGUAGE_PATTERN
+from backend.api.deps import file_answer
+from backend.schemas import LANGUAGE_PATTERN, UtcDatetime
 from backend.services.speech import (
     MAX_INPUT_CHARS,
     MAX_SPEED,
@@ -108,6 +108,9 @@ def _reshape(answer: Response) -> Response:
     )
 
 
+#: what ``response_format`` answers: mp3, opus (Ogg), flac, wav, pcm (raw 16-bit)
+SPEECH_TYPES = ("audio/mpeg", "audio/ogg", "audio/flac", "audio/wav", "audio/pcm")
+
 router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIErrorRoute)
 
 #: the answer to a generation that ended without audio; ``x-should-retry: false`` stops the OpenAI SDKs from
@@ -157,7 +160,7 @@ class VoiceEntry(BaseModel):
     language: str
     description: str | None
     sample_count: int
-    created_at: datetime | None
+    created_at: UtcDatetime | None
 
 
 class VoiceList(BaseModel):
@@ -187,7 +190,7 @@ def speech_service(request: Request) -> SpeechService:
 @router.post(
     "/audio/speech",
     response_class=Response,
-    responses={200: {"description": "the audio", "content": {"audio/mpeg": {}}}},
+    responses=file_answer(*SPEECH_TYPES, description="the audio"),
 )
 def create_speech(
     body: SpeechBody,

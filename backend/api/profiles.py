@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
-from backend.api.deps import content_disposition, get_services, temp_file_response
+from backend.api.deps import (
+    IMAGE_TYPES,
+    content_disposition,
+    file_answer,
+    get_services,
+    temp_file_response,
+)
 from backend.api.uploads import (
     BUNDLE_FORM_OPENAPI,
     UploadForm,
@@ -90,10 +98,14 @@ def delete_profile(
     )
 
 
-@router.get("/profiles/{profile_id}/export", response_class=FileResponse)
+@router.get(
+    "/profiles/{profile_id}/export",
+    response_class=FileResponse,
+    responses=file_answer("application/zip", description="the profile bundle"),
+)
 def export_profile(
     profile_id: str,
-    format: str = Query(
+    format: Literal["1.1", "1.0"] = Query(
         "1.1", description="1.1 (ours, every field) or 1.0 (Voicebox's exact format)"
     ),
     services: Services = Depends(get_services),
@@ -109,6 +121,7 @@ def export_profile(
     openapi_extra=multipart_openapi(
         {"reference_text": "the words spoken in the clip (1..1000 characters)"},
         ("file", "reference_text"),
+        rules={"reference_text": {"minLength": 1, "maxLength": 1000, "pattern": r"\S"}},
     ),
 )
 def add_sample(
@@ -144,7 +157,11 @@ def delete_sample(sample_id: str, services: Services = Depends(get_services)) ->
     return MessageResponse(message="Sample deleted successfully")
 
 
-@router.get("/samples/{sample_id}", response_class=FileResponse)
+@router.get(
+    "/samples/{sample_id}",
+    response_class=FileResponse,
+    responses=file_answer("audio/wav", description="the sample audio"),
+)
 def get_sample_audio(sample_id: str, services: Services = Depends(get_services)) -> FileResponse:
     path = services.profiles.sample_file(sample_id)
     return FileResponse(
@@ -168,7 +185,11 @@ def upload_avatar(
     return _profile(services.profiles.set_avatar(profile_id, form.files["file"].path))
 
 
-@router.get("/profiles/{profile_id}/avatar", response_class=FileResponse)
+@router.get(
+    "/profiles/{profile_id}/avatar",
+    response_class=FileResponse,
+    responses=file_answer(*IMAGE_TYPES, description="the avatar"),
+)
 def get_avatar(profile_id: str, services: Services = Depends(get_services)) -> FileResponse:
     path, media_type = services.profiles.avatar_file(profile_id)
     return FileResponse(path, media_type=media_type)

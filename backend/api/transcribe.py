@@ -22,7 +22,11 @@ class TranscriptionResponse(BaseModel):
 @router.post(
     "/transcribe",
     response_model=TranscriptionResponse,
-    openapi_extra=multipart_openapi({"language": "optional language code, e.g. en"}, ("file",)),
+    openapi_extra=multipart_openapi(
+        {"language": "optional language code, e.g. en"},
+        ("file",),
+        rules={"language": {"pattern": "^[A-Za-z]+(-[A-Za-z]+)*$", "maxLength": 10}},
+    ),
 )
 def transcribe(
     form: UploadForm = Depends(transcribe_form),

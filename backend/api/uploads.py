@@ -21,6 +21,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from backend.api.deps import get_services
 from backend.config import Settings
+from backend.services.common import VOLUME_NAME_MAX, VOLUME_NAME_PATTERN
 from backend.services.container import Services
 from backend.services.errors import PayloadTooLargeError, ValidationError
 
@@ -236,19 +237,30 @@ def upload_form(
 
 
 def multipart_openapi(
-    fields: dict[str, str], required: tuple[str, ...], files: tuple[str, ...] = ("file",)
+    fields: dict[str, str],
+    required: tuple[str, ...],
+    files: tuple[str, ...] = ("file",),
+    rules: dict[str, dict[str, Any]] | None = None,
+    one_of: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """``openapi_extra`` describing a multipart body (the parser above is invisible to FastAPI)."""
+    """``openapi_extra`` describing a multipart body (the parser above is invisible to FastAPI).
+
+    ``rules`` adds JSON-schema keywords to a field (``minLength``, ``pattern`` ...): what the route accepts,
+    so clients see the rule in the spec rather than learn it from a 400."""
     props: dict[str, Any] = {name: {"type": "string", "format": "binary"} for name in files}
     props.update({name: {"type": "string", "description": desc} for name, desc in fields.items()})
+    for name, extra in (rules or {}).items():
+        props[name].update(extra)
+    schema: dict[str, Any] = {"type": "object", "properties": props, "required": list(required)}
+    if one_of:  # exactly one of these fields
+        schema["oneOf"] = [
+            {"required": [name], "not": {"required": [o for o in one_of if o != name]}}
+            for name in one_of
+        ]
     return {
         "requestBody": {
             "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {"type": "object", "properties": props, "required": list(required)}
-                }
-            },
+            "content": {"multipart/form-data": {"schema": schema}},
         }
     }
 
@@ -256,7 +268,10 @@ def multipart_openapi(
 #: The form of every bundle import: a zip ``file``, or ``volume_name`` for one already in ``voicebox/imports/``.
 bundle_form = upload_form(lambda settings: settings.max_bundle_bytes, require_file=False)
 BUNDLE_FORM_OPENAPI = multipart_openapi(
-    {"volume_name": "instead of file: a bundle's name in voicebox/imports/ on the volume"}, ()
+    {"volume_name": "instead of file: a bundle's name in voicebox/imports/ on the volume"},
+    (),
+    rules={"volume_name": {"pattern": VOLUME_NAME_PATTERN, "maxLength": VOLUME_NAME_MAX}},
+    one_of=("file", "volume_name"),
 )
 
 

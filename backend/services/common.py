@@ -26,7 +26,12 @@ LANGUAGES: tuple[str, ...] = (
     "he", "ar", "da", "el", "fi", "hi", "ms", "nl", "no", "pl", "sv", "sw", "tr", "ro",
 )  # fmt: skip
 
-VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: A file name on the volume a user may give (exports, imports): letters, digits, ``.``, ``_``, ``-``; starts
+#: with a letter or digit; never ``..``; at most ``VOLUME_NAME_MAX`` characters. The same pattern is in the
+#: OpenAPI document, so what the spec allows is what the server takes.
+VOLUME_NAME_PATTERN = r"^[A-Za-z0-9](\.?[A-Za-z0-9_-])*\.?$"
+VOLUME_NAME_MAX = 128
+VOLUME_NAME_RE = re.compile(VOLUME_NAME_PATTERN)
 
 
 def write_retrying(db: VolumeDatabase, fn: Callable[[Session], T], *, retries: int = 2) -> T:
@@ -48,7 +53,11 @@ def write_retrying(db: VolumeDatabase, fn: Callable[[Session], T], *, retries: i
 def volume_file(folder: Path, name: str, *, what: str) -> Path:
     """``folder/name`` for a bare file name a user gave; refuses anything path-like, and a name that is a
     symbolic link on the volume (``UnsafePathError``, 400): a planted link must not be followed out of it."""
-    if not isinstance(name, str) or not VOLUME_NAME_RE.fullmatch(name) or ".." in name:
+    if (
+        not isinstance(name, str)
+        or len(name) > VOLUME_NAME_MAX
+        or not VOLUME_NAME_RE.fullmatch(name)
+    ):
         raise ValidationError(
             f"{what} {name!r} is not a plain file name: use letters, digits, '.', '_' and '-' "
             "(at most 128 characters, no folders)"
