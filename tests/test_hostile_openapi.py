@@ -3,7 +3,8 @@
 Why: every route's contract (docs/api.md) says a bad request is a 4xx naming the problem and a 500 is a bug.
 Hand-written tests only try the inputs their authors thought of; here schemathesis generates valid and invalid
 requests (positive and negative modes) for every operation in the spec -- path and query values, JSON bodies,
-multipart uploads, headers -- and the check is ``not_a_server_error``. It runs in-process over ASGI with the
+multipart uploads, headers -- and every schemathesis check runs on each answer (``--checks all``: a 5xx, an
+undocumented status, a body or header that violates the spec, refused valid data, accepted invalid data). It runs in-process over ASGI with the
 fake engines, on one temp volume. Before each operation a real profile (sample, avatar) and a finished
 generation are seeded, and half the generated requests aim their ids at them, so the fuzz reaches the code
 behind the 404s (exports, favourites, deletes, audio conversion, generation) and not only the validation.
