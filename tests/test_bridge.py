@@ -207,3 +207,24 @@ def test_token_is_random_per_app_and_written_owner_only(tmp_path: Path) -> None:
     link.symlink_to(tmp_path / "elsewhere")
     with pytest.raises(OSError):
         write_token_file(link, "x")  # never follows a planted link
+
+
+def test_star_is_explicit_and_warned(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    monkeypatch.setenv("VOICEBOX_CORS_ORIGINS", "*")
+    with caplog.at_level(logging.WARNING, logger="voicebox.bridge"):
+        app = create_bridge_app(stack.client(), poll_interval=0.02, token="t")
+    assert any("VOICEBOX_CORS_ORIGINS=*" in r.getMessage() for r in caplog.records)
+
+    async def go() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:17493") as h:
+            ok = await h.get("/health", headers={"Origin": "https://any.example"})
+            assert ok.status_code == 200
+            null = await h.get("/health", headers={"Origin": "null"})
+            assert null.status_code == 403  # never, even with *
+
+    asyncio.run(go())

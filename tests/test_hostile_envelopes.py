@@ -275,3 +275,15 @@ def test_a_30_mib_upload_job_is_refused_before_decoding(
     )
     assert sent == []
     assert payload not in answer["error"]
+
+
+def test_a_huge_refused_text_leaves_no_spill_on_the_volume(worker: Worker) -> None:
+    """15M characters fit RunPod's 20 MB /runsync cap; the 422 used to repeat them, pass the answer budget and
+    be spilled to ``voicebox/exports/`` -- a refused request left a 15 MB file. Now the answer is small."""
+    (answer,) = worker.run(
+        {"path": "/generate", "body": {"profile_id": "p", "text": "B" * 15_000_000}}
+    )
+    assert answer["status_code"] == 422 and "spilled" not in answer
+    assert len(str(answer)) < 4000
+    assert "15000000 characters" in str(answer["body"])
+    assert list(worker.settings.exports_dir.iterdir()) == []

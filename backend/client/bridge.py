@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import secrets
@@ -58,6 +59,8 @@ from backend.client.errors import (
     TransportError,
 )
 from backend.http_guard import APP_ORIGINS, GuardMiddleware, OriginPolicy, parse_origins
+
+log = logging.getLogger("voicebox.bridge")
 
 #: Origins of the Voicebox desktop app (Tauri) and its dev server; extend with VOICEBOX_CORS_ORIGINS.
 DEFAULT_ORIGINS = APP_ORIGINS
@@ -159,6 +162,11 @@ def create_bridge_app(
     origins = [*(DEFAULT_ORIGINS if allowed_origins is None else allowed_origins), *extra]
     hosts = [h for h in os.environ.get("VOICEBOX_ALLOWED_HOSTS", "").split(",") if h.strip()]
     token = token or secrets.token_urlsafe(32)
+    if any_origin:
+        log.warning(
+            "VOICEBOX_CORS_ORIGINS=*: any web page may drive this bridge and spend RunPod credit; "
+            "list the origins you need instead"
+        )
     app = FastAPI(title="voicebox-worker bridge", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.bridge_token = token
     app.add_middleware(
