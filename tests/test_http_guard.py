@@ -167,3 +167,31 @@ def test_policy_decisions() -> None:
 def test_host_names(header: str, name: str, loopback: bool) -> None:
     assert host_name(header) == name
     assert is_loopback_host(name) is loopback
+
+
+def test_over_a_real_loopback_socket(api_settings: Settings) -> None:
+    """uvicorn on 127.0.0.1: the ASGI ``server`` is the listening address, so the Host guard is on."""
+    import httpx
+
+    from backend.serverless.launcher import ServerThread
+
+    services = Services.for_worker(api_settings)
+    thread = ServerThread(create_app(api_settings, services=services)).start()
+    try:
+        assert thread.wait_ready(30), thread.describe_exit()
+        base = thread.base_url
+        assert httpx.get(f"{base}/health", timeout=10).status_code == 200
+        assert httpx.head(f"{base}/health", timeout=10).status_code == 200
+        rebound = httpx.get(f"{base}/profiles", headers={"Host": "evil.example"}, timeout=10)
+        assert rebound.status_code == 403
+        foreign = httpx.post(
+            f"{base}/profiles",
+            content=b'{"name": "x"}',
+            headers={"Origin": EVIL, "Content-Type": "text/plain"},
+            timeout=10,
+        )
+        assert foreign.status_code == 403
+        assert httpx.get(f"{base}/profiles", timeout=10).json() == []
+    finally:
+        thread.stop()
+        services.close()
