@@ -165,7 +165,7 @@ def test_production_loop_stub(tmp_path: Path) -> None:
             "inline_only": True,
         },
         "j-bad": {"method": "GET", "path": "@evil.example/"},
-        "j-admin": {"path": "/shutdown"},
+        "j-admin": {"path": "/models/unload"},
         "j-404": {"method": "GET", "path": "/audio/missing"},
     }
     results, worker, volume, mock = _production(
