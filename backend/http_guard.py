@@ -82,10 +82,17 @@ def is_loopback_host(name: str) -> bool:
     """A loopback address, ``localhost`` or a ``*.localhost`` name (RFC 6761: always resolved to loopback)."""
     if name == "localhost" or name.endswith(".localhost"):
         return True
+    return _is_loopback_ip(name)
+
+
+def _is_loopback_ip(text: str) -> bool:
+    """127.0.0.0/8, ::1, and IPv4 loopback seen through a dual-stack socket (``::ffff:127.0.0.1``)."""
     try:
-        return ipaddress.ip_address(name).is_loopback
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 @dataclass(frozen=True)
@@ -175,12 +182,7 @@ def _bearer_matches(authorization: str | None, token: str) -> bool:
 def _loopback_connection(scope: Scope) -> bool:
     """Whether the request arrived on a loopback address (ASGI ``server`` is the listening socket's address)."""
     server = scope.get("server")
-    if not server:
-        return False
-    try:
-        return ipaddress.ip_address(str(server[0])).is_loopback
-    except ValueError:
-        return False
+    return bool(server) and _is_loopback_ip(str(server[0]))
 
 
 class GuardMiddleware:

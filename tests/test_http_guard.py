@@ -159,6 +159,7 @@ def test_policy_decisions() -> None:
         ("localhost.", "localhost", True),
         ("app.localhost:80", "app.localhost", True),
         ("127.1.2.3", "127.1.2.3", True),
+        ("[::ffff:127.0.0.1]:80", "::ffff:127.0.0.1", True),
         ("evil.example:17493", "evil.example", False),
         ("localhost.evil.example", "localhost.evil.example", False),
         ("0.0.0.0", "0.0.0.0", False),
