@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import re
-import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -38,6 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from backend.client.bridge_local import LocalBridge
 from backend.client.client import Answer, VoiceboxClient
 from backend.client.errors import (
     AuthError,
@@ -73,6 +73,10 @@ UNSUPPORTED_STREAMS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(r"/events/speak"), "speak events are not available remotely"),
     ("POST", re.compile(r"/shutdown"), "RunPod stops idle workers by itself"),
 )
+
+RETRY_ROUTE = re.compile(r"/generate/[^/]+/retry")
+CANCEL_ROUTE = re.compile(r"/generate/([^/]+)/cancel")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 #: Request headers worth forwarding (everything else describes the local connection).
 FORWARDED_HEADERS = ("x-voicebox-client-id", "accept-language")
@@ -149,8 +153,15 @@ def create_bridge_app(
     health_ttl: float = 30.0,
     poll_interval: float = 1.0,
     allowed_origins: Iterable[str] | None = None,
+    local: LocalBridge | None = None,
 ) -> FastAPI:
-    """Build the bridge app around ``client`` (blocking client calls run in worker threads)."""
+    """Build the bridge app around ``client`` (blocking client calls run in worker threads).
+
+    ``local`` answers what needs no job (``bridge_local.py``); tests pass one with a fake clock.
+    """
+    local = local or LocalBridge(
+        client, ttl=health_ttl, poll_interval=poll_interval, render=answer_response
+    )
     origins = list(DEFAULT_ORIGINS if allowed_origins is None else allowed_origins)
     origins += [
         o.strip() for o in os.environ.get("VOICEBOX_CORS_ORIGINS", "").split(",") if o.strip()
@@ -159,7 +170,6 @@ def create_bridge_app(
     app.add_middleware(
         CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"]
     )
-    health_cache: dict[str, Any] = {}
 
     @app.middleware("http")
     async def origin_guard(request: Request, call_next: Any) -> Response:
@@ -173,7 +183,13 @@ def create_bridge_app(
 
     @app.get("/generate/{generation_id}/status")
     async def generation_status(generation_id: str) -> StreamingResponse:
-        """SSE emulated by polling ``GET /history/{id}`` through jobs."""
+        """SSE of the bridge's own ``/run`` jobs, else emulated by polling ``GET /history/{id}``."""
+        if local.owns(generation_id):
+            return StreamingResponse(
+                local.status_events(generation_id),
+                media_type="text/event-stream",
+                headers=SSE_HEADERS,
+            )
 
         async def events() -> AsyncIterator[str]:
             delay = poll_interval
@@ -185,6 +201,9 @@ def create_bridge_app(
                     yield f"data: {json.dumps(event)}\n\n"
                     return
                 record = answer.body if isinstance(answer.body, dict) else {}
+                if answer.status_code == 404:  # as the server: one event the app closes on
+                    yield f"data: {json.dumps({'id': generation_id, 'status': 'not_found'})}\n\n"
+                    return
                 if answer.status_code >= 400:
                     message = record.get("detail") or f"HTTP {answer.status_code}"
                     event = {"id": generation_id, "status": "failed", "error": message}
@@ -204,9 +223,7 @@ def create_bridge_app(
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 5.0)
 
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
-        )
+        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def forward(request: Request, path: str) -> Response:
@@ -219,9 +236,10 @@ def create_bridge_app(
                     f"{method} {route} is not available through the RunPod bridge: a serverless "
                     f"job cannot stream or hold a connection; {instead}",
                 )
-        is_health = method == "GET" and route == "/health"
-        if is_health and health_cache and time.monotonic() - health_cache["at"] < health_ttl:
-            return answer_response(health_cache["answer"])
+        query = request.url.query
+        answered = local.answer(method, route, query, request.headers)
+        if answered is not None:
+            return answered
         raw_path = request.scope.get("raw_path", route.encode()).decode("latin-1")
         params = _params(request.query_params.multi_items())
         headers = {k: request.headers[k] for k in FORWARDED_HEADERS if k in request.headers}
@@ -254,6 +272,16 @@ def create_bridge_app(
                     return _error(400, "request body is not valid JSON")
                 if not isinstance(body, dict):
                     return _error(400, "the RunPod envelope carries JSON object bodies only")
+        if method == "POST" and (route == "/generate" or RETRY_ROUTE.fullmatch(route)):
+            try:
+                return await local.start_generation(route, raw_path, body, params, headers)
+            except ValueError as exc:
+                return _error(400, str(exc))
+            except ClientError as exc:
+                return error_response(exc)
+        cancel = CANCEL_ROUTE.fullmatch(route)
+        if method == "POST" and cancel and local.owns(cancel.group(1)):
+            return await local.cancel(cancel.group(1))
         mode = "sync"
         if route == "/generate" and method == "POST" and isinstance(body, dict):
             text = body.get("text")
@@ -274,9 +302,8 @@ def create_bridge_app(
             return _error(400, str(exc))
         except ClientError as exc:
             return error_response(exc)
-        if is_health and answer.status_code == 200:
-            health_cache.update(at=time.monotonic(), answer=answer)
-        return answer_response(answer)
+        learned = local.forwarded(method, route, query, request.headers, answer)
+        return learned if learned is not None else answer_response(answer)
 
     return app
 

@@ -270,12 +270,14 @@ def download_snapshot(
     *,
     lease_seconds: float = 60.0,
     timeout: float = 3600.0,
+    tqdm_class: type | None = None,
 ) -> SnapshotStatus:
     """Download a whole snapshot into ``<hf_home>/hub`` under the repo's lease, then re-check it.
 
     The lease is taken first and the cache re-checked under it, so the second of two cold workers finds the
     first one's finished download instead of fetching it again. The lease heartbeats while the download runs;
     a killed holder's lease expires after ``lease_seconds`` and a peer resumes (the hub resumes ``.incomplete``).
+    ``tqdm_class`` is handed to the hub's progress bar of files (``/models/download`` follows and cancels with it).
     """
     from filelock import SoftFileLease
 
@@ -295,7 +297,12 @@ def download_snapshot(
         from huggingface_hub import snapshot_download
 
         with _online_for_download():
-            snapshot_download(repo_id, revision=revision, cache_dir=str(hub_cache_dir(hf_home)))
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                cache_dir=str(hub_cache_dir(hf_home)),
+                tqdm_class=tqdm_class,
+            )
         return check_snapshot(hf_home, repo_id, revision)
 
 

@@ -39,7 +39,19 @@ ADMIN_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", r"/models/migrate"),
     ("POST", r"/db/restore"),
 )
-_ADMIN_RE = tuple((method, re.compile(pattern, re.IGNORECASE)) for method, pattern in ADMIN_ROUTES)
+#: The desktop app's model and cache management (issue 15): they change the volume's shared model cache or
+#: this worker's state, so they are admin routes in both gates (jobs and ``serve``'s keys) — kept apart to merge.
+APP_ADMIN_ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", r"/models/download"),
+    ("POST", r"/models/download/cancel"),
+    ("POST", r"/models/[^/]+/unload"),
+    ("POST", r"/tasks/clear"),
+    ("POST", r"/cache/clear"),
+)
+_ADMIN_RE = tuple(
+    (method, re.compile(pattern, re.IGNORECASE))
+    for method, pattern in (*ADMIN_ROUTES, *APP_ADMIN_ROUTES)
+)
 _LOOPBACK = "127.0.0.1"
 
 
