@@ -239,6 +239,15 @@ def test_refused_generation_is_a_4xx_through_the_bridge(stack: Stack) -> None:
         assert r.status_code == 400 and r.json()["detail"].startswith("engine")
         assert (await http.get("/tasks/active")).json()["generations"] == []
         assert (await http.get("/history")).json()["total"] == 0
+        done = (await http.post("/generate", json={"profile_id": pid, "text": "ok"})).json()
+        assert done["status"] == "completed"
+        r = await http.post(f"/generate/{done['id']}/retry")
+        assert r.status_code == 409 and "only failed generations" in r.json()["detail"]
+        r = await http.post(f"/generate/{done['id']}/cancel")
+        assert r.status_code == 409 and "already completed" in r.json()["detail"]
+        row = (await http.get(f"/history/{done['id']}")).json()
+        assert (row["status"], row["error"]) == ("completed", None)  # nothing written
+        assert (await http.get("/history")).json()["total"] == 1
 
     run(stack, scenario)
 

@@ -6,18 +6,20 @@ so the app works unchanged against a serverless GPU: multipart uploads become ba
 ``form`` in the envelope, binary answers are decoded and served with their content type, and the
 server's status codes and ``detail`` messages come through as they are.
 
+What needs no job is answered locally by ``bridge_local.LocalBridge`` (not-available routes,
+``/tasks/active``, cached worker state and audio, generations it runs through ``/run``).
 What cannot work through jobs, and what the bridge does instead (documented in docs/client.md):
-- ``GET /generate/{id}/status`` (SSE) is **emulated**: the bridge polls ``GET /history/{id}``
-  through jobs and emits ``data: {id, status, duration, error}`` events until the generation is
-  completed or failed.
+- ``GET /generate/{id}/status`` (SSE) of a generation it did not start is **emulated**: the bridge
+  polls ``GET /history/{id}`` through jobs and emits ``data: {id, status, duration, error}`` events
+  until the generation is completed or failed.
 - Other progress streams (``/models/progress/{name}``, ``/generate/progress/{id}``,
   ``/events/speak``, ``/models/migrate/progress``) answer **501** with a message: a job cannot
   stream, and polling model downloads would keep a GPU worker awake.
 - ``/shutdown`` answers 501: the bridge cannot stop a serverless worker (RunPod scales it down when
   idle).
 
-Cost guard: ``GET /health`` answers are cached for ``health_ttl`` seconds. The desktop app polls
-health often, and every forwarded request is a job that keeps (or wakes) a billed worker.
+Cost guard: the desktop app polls in the background, and every forwarded request is a job that
+keeps (or wakes) a billed worker; ``bridge_local.py`` says what is answered without one.
 
 Safety: the bridge spends the user's RunPod credit, so it listens on loopback by default and refuses
 browser requests whose ``Origin`` is not an allowed local app origin (a web page must not be able to
