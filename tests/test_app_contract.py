@@ -227,7 +227,9 @@ def test_cancel_while_running_stops_at_the_next_chunk(app: App) -> None:
         target=lambda: reply.update(r=app.post(f"/generate/{gen['id']}/cancel"))
     )
     thread.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 20
+    while gen["id"] not in app.services.generation._cancel and time.monotonic() < deadline:
+        time.sleep(0.01)  # the flag is set: the next chunk boundary stops it
     app.tts.gate.set()
     thread.join(30)
     assert reply["r"].json()["message"] == "Generation cancelled"

@@ -68,6 +68,7 @@ def run(stack: Stack, scenario: Any, *, clock: Clock | None = None, wait: float 
         render=answer_response,
     )
     app = create_bridge_app(client, poll_interval=0.02, local=local)
+    stack.local = local  # type: ignore[attr-defined]
 
     async def go() -> Any:
         transport = httpx.ASGITransport(app=app)
@@ -210,10 +211,12 @@ def test_cancel_through_the_bridge_uses_runpods_cancel_and_marks_the_row(stack: 
     async def scenario(http: httpx.AsyncClient) -> None:
         pid, _ = await profile_with_sample(http)
         row = (await http.post("/generate", json={"profile_id": pid, "text": "Stop me."})).json()
+        tracked = stack.local.generations[row["id"]]  # type: ignore[attr-defined]
         deadline = time.monotonic() + 20
-        while not tts.started.is_set() and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (
+            tts.started.is_set() and tracked.job_status == "IN_PROGRESS"
+        ):
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)  # let the bridge see IN_PROGRESS
         threading.Timer(0.3, tts.gate.set).start()
         r = await http.post(f"/generate/{row['id']}/cancel")
         assert r.status_code == 200 and shape(r.json(), "Message")["message"] == (

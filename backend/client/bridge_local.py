@@ -58,6 +58,8 @@ _BYTES = re.compile(r"bytes=(\d*)-(\d*)")
 #: RunPod job state → the generation status the app knows
 JOB_TO_STATUS = {"IN_QUEUE": "loading_model", "IN_PROGRESS": "generating"}
 CANCELLED = "Generation cancelled"
+#: seconds after which a finished generation is forgotten
+FORGET_AFTER = 3600.0
 
 
 def _now_iso() -> str:
@@ -142,6 +144,7 @@ class TrackedGeneration:
     row: dict[str, Any] | None = None  # the server's answer once the job ended
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    finished_at: float | None = None
 
     def event(self) -> dict[str, Any]:
         if self.final is not None:
@@ -321,6 +324,7 @@ class LocalBridge:
         envelope = self.client.build_envelope(
             "POST", raw_path, body=body, params=params, headers=headers, inline_audio=True
         )
+        self._prune()
         job_id = await asyncio.to_thread(self.client.submit, envelope)
         tracked = TrackedGeneration(gen_id, job_id, profile_id, text, language)
         self.generations[gen_id] = tracked
@@ -423,8 +427,18 @@ class LocalBridge:
             "source": source or "manual",
             "job_status": tracked.job_status,
         }
-        self._changed_at = self.clock()
+        tracked.finished_at = self._changed_at = self.clock()
         tracked.done.set()
+
+    def _prune(self) -> None:
+        """Forget generations that ended an hour ago (the app has long read their final event)."""
+        limit = self.clock() - FORGET_AFTER
+        for gen_id in [
+            g.id
+            for g in self.generations.values()
+            if g.finished_at is not None and g.finished_at < limit
+        ]:
+            self.generations.pop(gen_id, None)
 
     async def status_events(self, generation_id: str) -> AsyncIterator[str]:
         """The app's status stream for a generation this bridge runs: an event per change (and a heartbeat)."""
