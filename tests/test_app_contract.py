@@ -151,6 +151,35 @@ def test_startup_queries(app: App) -> None:
     assert app.get("/models/cache-dir").json() == {"path": "huggingface/hub"}
 
 
+def test_profile_form_and_samples(app: App) -> None:
+    """What the app's profile form sends (every optional field of its VoiceProfileCreate) and reads back."""
+    form = {
+        "name": "Form Voice",
+        "description": "from the form",
+        "language": "en",
+        "voice_type": "cloned",
+        "default_engine": "qwen",
+        "personality": "",
+    }
+    profile = shape(app.post("/profiles", json=form).json(), "VoiceProfileResponse")
+    assert (profile["sample_count"], profile["generation_count"]) == (0, 0)
+    updated = app.put(f"/profiles/{profile['id']}", json={**form, "name": "Renamed"})
+    assert shape(updated.json(), "VoiceProfileResponse")["name"] == "Renamed"
+    r = app.post(
+        f"/profiles/{profile['id']}/samples",
+        files={"file": ("rec.wav", audio_bytes(3.0), "audio/wav")},
+        data={"reference_text": "the words I read"},
+    )
+    sample = shape(r.json(), "ProfileSampleResponse")
+    listed = shapes(app.get(f"/profiles/{profile['id']}/samples").json(), "ProfileSampleResponse")
+    assert [s["id"] for s in listed] == [sample["id"]]
+    assert app.get(f"/samples/{sample['id']}").content.startswith(b"RIFF")
+    edited = app.put(f"/profiles/samples/{sample['id']}", json={"reference_text": "new words"})
+    assert shape(edited.json(), "ProfileSampleResponse")["reference_text"] == "new words"
+    assert app.get(f"/profiles/{profile['id']}").json()["sample_count"] == 1
+    assert app.delete(f"/profiles/samples/{sample['id']}").json()["message"]
+
+
 def test_generate_with_status_stream(app: App) -> None:
     pid = profile_with_sample(app)
     r = app.post(

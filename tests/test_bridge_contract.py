@@ -233,6 +233,31 @@ def test_cancel_through_the_bridge_uses_runpods_cancel_and_marks_the_row(stack: 
     assert "cancel" in stack.mock.kinds()
 
 
+def test_the_status_stream_shows_the_chunks_the_worker_reports(stack: Stack) -> None:
+    stack.tts.delay = 0.4  # type: ignore[attr-defined]
+    text = (
+        "The first sentence is here and it is rather long, to fill a chunk. The second one follows "
+        "it and is just as long as the first. And a third one ends it, long enough to need its own "
+        "chunk too."
+    )
+
+    async def scenario(http: httpx.AsyncClient) -> list[dict[str, Any]]:
+        pid, _ = await profile_with_sample(http)
+        row = (
+            await http.post(
+                "/generate", json={"profile_id": pid, "text": text, "max_chunk_chars": 100}
+            )
+        ).json()
+        r = await http.get(f"/generate/{row['id']}/status")
+        return sse_events(r.text)
+
+    events = run(stack, scenario, wait=0.1)
+    assert events[-1]["status"] == "completed"
+    chunks = [(e["chunks_done"], e["chunks_total"]) for e in events if "chunks_total" in e]
+    assert chunks and all(total == 3 for _, total in chunks), events
+    assert any(0 < done < 3 for done, _ in chunks), events
+
+
 def test_refused_generation_is_a_4xx_through_the_bridge(stack: Stack) -> None:
     async def scenario(http: httpx.AsyncClient) -> None:
         r = await http.post("/generate", json={"profile_id": "nobody", "text": "hi"})
@@ -304,3 +329,17 @@ def test_the_bridge_imports_no_server_or_ml_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_generation_jobs_know_their_generation_id_up_front() -> None:
+    from backend.serverless.envelope import parse_envelope
+    from backend.serverless.progress import generation_id_of
+
+    def env(**fields: Any) -> Any:
+        return parse_envelope({"method": "POST", **fields})
+
+    chosen = "7b1e6c1a-0000-4000-8000-000000000001"
+    assert generation_id_of(env(path="/generate", headers={"X-Generation-Id": chosen})) == chosen
+    assert generation_id_of(env(path="/generate/abc/retry")) == "abc"
+    assert generation_id_of(env(path="/generate")) is None  # the server picks it: nothing to watch
+    assert generation_id_of(env(path="/profiles", headers={"X-Generation-Id": chosen})) is None

@@ -157,8 +157,10 @@ class TrackedGeneration:
             "source": "manual",
             "job_status": self.job_status,
         }
-        if isinstance(self.job_output, dict):
-            event["progress"] = self.job_output
+        if isinstance(self.job_output, dict):  # the worker's progress report: chunks so far
+            for key in ("chunks_done", "chunks_total"):
+                if isinstance(self.job_output.get(key), int):
+                    event[key] = self.job_output[key]
         return event
 
     def provisional_row(self) -> dict[str, Any]:

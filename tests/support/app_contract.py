@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,14 @@ class GatedTTS(FakeTTSEngine):
         self.gate = threading.Event()
         self.started = threading.Event()
         self.fail_next = False
+        self.delay = 0.0  # seconds per chunk
 
     def generate(self, text, prompt, *, language=None, seed=None, instruct=None):  # type: ignore[no-untyped-def]
         self.started.set()
         if not self.gate.wait(30):
             raise TimeoutError("gate never opened")
+        if self.delay:
+            time.sleep(self.delay)
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("the engine failed once (test)")
