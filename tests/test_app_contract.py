@@ -24,6 +24,7 @@ from backend.services.container import Services
 from backend.services.model_management import ModelManagementService
 from tests.support.api import audio_bytes, files_under
 from tests.support.app_contract import (
+    MOUNTS,
     ROUTES,
     FakeDownloader,
     GatedTTS,
@@ -83,7 +84,7 @@ def wait_status(client: TestClient, gen_id: str, *done: str) -> dict[str, Any]:
 def test_every_upstream_route_exists_and_never_answers_a_missing_route(app: App) -> None:
     routes = app.app.router.routes  # type: ignore[attr-defined]
     missing, bad = [], []
-    for method, template in ROUTES:
+    for method, template in ROUTES + MOUNTS:
         path = concrete(template, {"model_name": "qwen-tts-0.6B", "engine": "qwen"})
         scope = {"type": "http", "path": path, "method": method, "root_path": ""}
         if not any(route.matches(scope)[0] == Match.FULL for route in routes):
@@ -102,7 +103,7 @@ def test_every_upstream_route_exists_and_never_answers_a_missing_route(app: App)
 
 def test_not_available_routes_answer_their_documented_shape(app: App) -> None:
     for route in unavailable.UNAVAILABLE:
-        assert (route.method, route.path) in ROUTES, f"{route.path} is not an upstream route"
+        assert (route.method, route.path) in ROUTES + MOUNTS, f"{route.path} is not upstream's"
         r = app.request(
             route.method, concrete(route.path), json={} if route.kind == "refuse" else None
         )

@@ -171,6 +171,9 @@ UNAVAILABLE: tuple[Unavailable, ...] = (
     # agents: speak, MCP, LLM
     Unavailable("GET", "/events/speak", "sse", MCP),
     Unavailable("POST", "/speak", "refuse", MCP),
+    Unavailable("GET", "/mcp", "refuse", MCP),
+    Unavailable("POST", "/mcp", "refuse", MCP),
+    Unavailable("DELETE", "/mcp", "refuse", MCP),
     Unavailable("GET", "/mcp/bindings", "json", MCP, _const({"items": []})),
     Unavailable("PUT", "/mcp/bindings", "refuse", MCP),
     Unavailable("DELETE", "/mcp/bindings/{client_id}", "refuse", MCP),

@@ -23,6 +23,8 @@ CONTRACT: dict[str, Any] = json.loads(
     (Path(__file__).with_name("voicebox_app_contract.json")).read_text()
 )
 ROUTES: list[tuple[str, str]] = [(m, p) for m, p in CONTRACT["routes"]]
+#: upstream's mounted MCP server (not in the route table, but a path a client may call)
+MOUNTS: list[tuple[str, str]] = [(m, p) for m, p in CONTRACT["mounts"]]
 POLLS: list[dict[str, Any]] = CONTRACT["polls"]
 
 
