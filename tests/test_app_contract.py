@@ -526,3 +526,17 @@ def test_migration_0003_upgrade_downgrade_on_sqlite(tmp_path: Path) -> None:
         assert conn.execute("select name from profiles").fetchall() == [("Old",)]
     assert not tables & {"audio_channels", "generation_settings", "profile_channel_mappings"}
     upgrade_file(db)  # and up again
+
+
+def test_docs_route_table_matches_the_code() -> None:
+    """docs/api.md's parity table says "implemented" or "not available here" as the code does."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    rows = re.findall(r"^\| (GET|POST|PUT|DELETE) \| `([^`]+)`[^|]* \| ([^|]+) \|$", text, re.M)
+    documented = {(m, p): here for m, p, here in rows}
+    not_here = {(r.method, r.path) for r in unavailable.UNAVAILABLE}
+    for route in ROUTES + MOUNTS:
+        assert route in documented, f"{route} missing from docs/api.md"
+        expected = "not available here" if route in not_here else "implemented"
+        assert documented[route].startswith(expected), (route, documented[route])
