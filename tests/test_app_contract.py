@@ -198,6 +198,8 @@ def test_generate_with_status_stream(app: App) -> None:
     assert history["profile_name"] == "Narrator"
     audio = app.get(f"/audio/{generation['id']}")
     assert audio.status_code == 200 and audio.content.startswith(b"RIFF")
+    part = app.get(f"/audio/{generation['id']}", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.content == audio.content[:100]  # the player seeks
 
 
 def test_unknown_generation_status_is_one_not_found_event(app: App) -> None:
