@@ -89,7 +89,8 @@ def upgrade() -> None:
     op.execute(
         mappings.insert().from_select(
             ["profile_id", "channel_id"],
-            sa.select(profiles.c.id, sa.literal(default_id, sa.String(36))),
+            # inlined (a uuid4 we made): offline ``--sql`` output then needs no bound parameter
+            sa.select(profiles.c.id, sa.literal_column(f"'{default_id}'", sa.String(36))),
         )
     )
 
