@@ -284,11 +284,6 @@ def create_bridge_app(
         cancel = CANCEL_ROUTE.fullmatch(route)
         if method == "POST" and cancel and local.owns(cancel.group(1)):
             return await local.cancel(cancel.group(1))
-        mode = "sync"
-        if route == "/generate" and method == "POST" and isinstance(body, dict):
-            text = body.get("text")
-            if isinstance(text, str) and len(text) > client.async_threshold:
-                mode = "async"
         try:
             answer = await call(
                 method,
@@ -298,7 +293,7 @@ def create_bridge_app(
                 headers=headers,
                 files=files or None,
                 form=form or None,
-                mode=mode,
+                mode="sync",
             )
         except ValueError as exc:  # a path the envelope cannot carry
             return _error(400, str(exc))
