@@ -244,6 +244,25 @@ def test_cancel_marks_failed_with_voicebox_error_and_retry_reruns_the_same_row(a
     assert app.get(f"/audio/{queued['id']}").content.startswith(b"RIFF")
 
 
+def test_retry_never_overlaps_a_cancelled_run_still_in_the_queue(app: App) -> None:
+    pid = profile_with_sample(app)
+    app.tts.gate.clear()
+    first = app.post("/generate", json={"profile_id": pid, "text": "Hold the queue."}).json()
+    assert app.tts.started.wait(10)
+    queued = app.post("/generate", json={"profile_id": pid, "text": "Cancel me."}).json()
+    app.post(f"/generate/{queued['id']}/cancel")
+    app.services.generation.retry_queue_wait = 0.2
+    r = app.post(f"/generate/{queued['id']}/retry")  # its cancelled run has not left the queue
+    assert r.status_code == 409 and "has not left" in r.json()["detail"]
+    assert app.get(f"/history/{queued['id']}").json()["status"] == "failed"  # nothing written
+    app.tts.gate.set()
+    assert wait_status(app, first["id"], "completed")["status"] == "completed"
+    app.services.generation.retry_queue_wait = 10
+    assert app.post(f"/generate/{queued['id']}/retry").status_code == 200
+    done = wait_status(app, queued["id"], "completed", "failed")
+    assert (done["status"], done["error"]) == ("completed", None)
+
+
 def test_cancel_while_running_stops_at_the_next_chunk(app: App) -> None:
     pid = profile_with_sample(app)
     app.tts.gate.clear()

@@ -65,6 +65,9 @@ class _Cancelled(Exception):
 
 
 class GenerationService:
+    #: seconds a retry waits for a cancelled run of the same row to leave the queue (it must not overlap)
+    retry_queue_wait = 5.0
+
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
@@ -342,6 +345,12 @@ class GenerationService:
 
         if self.services.engines is None:
             raise ConflictError("no TTS engine is configured on this worker")
+        previous = self._done.get(gen_id)
+        if previous is not None and not previous.wait(self.retry_queue_wait):  # still queued here
+            raise ConflictError(
+                f"generation {gen_id} was cancelled but has not left this worker's queue yet; "
+                "retry in a moment"
+            )
         with self.services.db.write() as session:
             row = reset(session)
             request = GenerationInput(
