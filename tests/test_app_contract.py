@@ -45,7 +45,9 @@ class App(TestClient):
 
 
 @pytest.fixture
-def app(api_settings: Settings, tmp_path: Path) -> Iterator[App]:
+def app(api_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # other tests may leave them set
+        monkeypatch.delenv(name, raising=False)
     tts = GatedTTS()
     tts.gate.set()
     services = Services.create(

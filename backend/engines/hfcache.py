@@ -263,6 +263,22 @@ def _lease_path(hf_home: Path, repo_id: str) -> Path:
     return Path(hf_home) / ".locks" / f"{repo_id.replace('/', '--')}.lease"
 
 
+def repo_lease(
+    hf_home: Path, repo_id: str, *, lease_seconds: float = 60.0, timeout: float = 3600.0
+):  # type: ignore[no-untyped-def]
+    """The repo's download lease (a ``SoftFileLease``): held while its cache path is written or removed."""
+    from filelock import SoftFileLease
+
+    lease_file = _lease_path(hf_home, repo_id)
+    lease_file.parent.mkdir(parents=True, exist_ok=True)
+    return SoftFileLease(
+        lease_file,
+        lease_duration=lease_seconds,
+        heartbeat_interval=max(1.0, lease_seconds / 4),
+        timeout=timeout,
+    )
+
+
 def download_snapshot(
     hf_home: Path,
     repo_id: str,
@@ -279,17 +295,7 @@ def download_snapshot(
     a killed holder's lease expires after ``lease_seconds`` and a peer resumes (the hub resumes ``.incomplete``).
     ``tqdm_class`` is handed to the hub's progress bar of files (``/models/download`` follows and cancels with it).
     """
-    from filelock import SoftFileLease
-
-    lease_file = _lease_path(hf_home, repo_id)
-    lease_file.parent.mkdir(parents=True, exist_ok=True)
-    lease = SoftFileLease(
-        lease_file,
-        lease_duration=lease_seconds,
-        heartbeat_interval=max(1.0, lease_seconds / 4),
-        timeout=timeout,
-    )
-    with lease:
+    with repo_lease(hf_home, repo_id, lease_seconds=lease_seconds, timeout=timeout):
         status = check_snapshot(hf_home, repo_id, revision)
         if status.complete:
             return status

@@ -25,6 +25,7 @@ from backend.engines.hfcache import (
     hub_cache_dir,
     offline_requested,
     repo_cache_dir,
+    repo_lease,
 )
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
 
@@ -364,13 +365,7 @@ class ModelManagementService:
         repo_dir = repo_cache_dir(self.settings.hf_home, model.hf_repo_id)
         if not repo_dir.exists():
             raise NotFoundError(f"model {model.model_name} is not in the cache")
-        from filelock import SoftFileLease
-
-        from backend.engines.hfcache import _lease_path
-
-        lease_file = _lease_path(self.settings.hf_home, model.hf_repo_id)
-        lease_file.parent.mkdir(parents=True, exist_ok=True)
-        with SoftFileLease(lease_file, lease_duration=60, timeout=30):
+        with repo_lease(self.settings.hf_home, model.hf_repo_id, timeout=30):
             shutil.rmtree(repo_dir)
         self._tasks.pop(model.model_name, None)
         return f"Model {model.model_name} deleted successfully"
