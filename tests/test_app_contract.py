@@ -58,6 +58,8 @@ def app(api_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     with App(create_app(api_settings, services=services), raise_server_exceptions=False) as c:
         c.services, c.tts, c.downloader = services, tts, downloader
         yield c
+    tts.gate.set()  # a test that failed mid-generation must not leave a thread waiting
+    downloader.hold.set()
     services.close()
 
 
