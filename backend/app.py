@@ -30,15 +30,19 @@ log = logging.getLogger("voicebox.app")
 def api_routers() -> list[APIRouter]:
     """Every router of the API, in registration order."""
     from backend.api import (
+        app_settings,
+        channels,
         exports,
         generation,
         history,
         library,
+        maintenance,
         models,
         openai_compat,
         profiles,
         system,
         transcribe,
+        unavailable,
         volume,
     )
 
@@ -54,6 +58,10 @@ def api_routers() -> list[APIRouter]:
         exports.router,
         openai_compat.router,
         volume.router,
+        maintenance.router,
+        app_settings.router,
+        channels.router,
+        unavailable.router,  # last: Voicebox routes answered as "not available here"
         # ---- end of ROUTERS ----
     ]
     return routers

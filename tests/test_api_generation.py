@@ -153,8 +153,11 @@ def test_generate_profile_without_samples_is_400(worker) -> None:
 def test_cancel_and_retry_rules(worker) -> None:
     pid = profile_with_sample(worker)
     done = worker.post("/generate?wait=true", json={"profile_id": pid, "text": "done"}).json()
-    assert worker.post(f"/generate/{done['id']}/cancel").status_code == 409
-    assert worker.post(f"/generate/{done['id']}/retry").status_code == 409
+    cancel = worker.post(f"/generate/{done['id']}/cancel")
+    assert cancel.status_code == 409 and "already completed" in cancel.json()["detail"]
+    retry = worker.post(f"/generate/{done['id']}/retry")
+    assert retry.status_code == 409 and "only failed generations" in retry.json()["detail"]
+    assert worker.get(f"/history/{done['id']}").json()["status"] == "completed"  # nothing written
     assert worker.post("/generate/nope/cancel").status_code == 404
     assert worker.get("/generate/nope/status?stream=false").status_code == 404
 
@@ -170,10 +173,11 @@ def test_transcribe(worker) -> None:
 
 def test_models_routes(worker) -> None:
     status = worker.get("/models/status").json()
-    assert status["tts"]["model"] == "fake" and status["tts"]["loaded"] is False
+    assert status["engines"]["tts"]["model"] == "fake"
+    assert status["engines"]["tts"]["loaded"] is False
     assert worker.post("/models/load").json()["status"]["tts"]["loaded"] is True
     assert worker.post("/models/unload").status_code == 200
-    assert worker.get("/models/status").json()["tts"]["loaded"] is False
+    assert worker.get("/models/status").json()["engines"]["tts"]["loaded"] is False
 
 
 def test_exports_by_name_only(worker, api_settings) -> None:

@@ -8,19 +8,32 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from backend.api.deps import file_answer
 from backend.schemas import LANGUAGE_PATTERN, GenerationResponse
+from backend.services.errors import ConflictError, NotFoundError, ValidationError
 from backend.services.generation import FINAL, GenerationInput, GenerationService
 
 router = APIRouter(tags=["generation"])
 
+#: What every server-sent event stream answers with (Voicebox's): no caching, no proxy buffering.
+SSE_HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
+#: The one engine this server runs (Qwen3-TTS Base, voice cloning).
+ENGINE = "qwen"
+
 
 class GenerationRequest(BaseModel):
-    """Voicebox upstream's ``GenerationRequest`` (the engine/effects fields it has are not used here)."""
+    """Voicebox upstream's ``GenerationRequest``.
+
+    ``max_chunk_chars``, ``crossfade_ms`` and ``normalize`` left out come from ``/settings/generation``.
+    ``engine``, ``effects_chain`` and ``personality`` are honoured when this server can (``qwen``, no effects,
+    no personality) and refused with a 400 naming the field otherwise — never silently dropped.
+    """
 
     profile_id: str = Field(min_length=1, max_length=64)
     text: str = Field(min_length=1, max_length=50000, pattern=r"\S")  # not only whitespace
@@ -29,9 +42,30 @@ class GenerationRequest(BaseModel):
     instruct: str | None = Field(default=None, max_length=500)
     model_size: str | None = Field(default=None, pattern=r"^(1\.7B|0\.6B|1B|3B)$")
     engine: str | None = Field(default=None, max_length=50)
-    max_chunk_chars: int = Field(default=800, ge=100, le=5000)
-    crossfade_ms: int = Field(default=50, ge=0, le=500)
-    normalize: bool = True
+    max_chunk_chars: int | None = Field(default=None, ge=100, le=5000)
+    crossfade_ms: int | None = Field(default=None, ge=0, le=500)
+    normalize: bool | None = None
+    effects_chain: list[dict[str, Any]] | None = Field(default=None, max_length=50)
+    personality: bool | None = None
+
+    def refusal(self) -> str | None:
+        """Why this server cannot honour the request as asked (None when it can)."""
+        if self.engine is not None and self.engine != ENGINE:
+            return (
+                f"engine {self.engine!r} is not available on this server: it runs only {ENGINE!r} "
+                "(Qwen3-TTS Base, voice cloning); leave engine out or send 'qwen'"
+            )
+        if any(effect.get("enabled", True) for effect in self.effects_chain or []):
+            return (
+                "effects_chain is not supported: this server applies no audio effects; "
+                "send an empty chain or leave it out"
+            )
+        if self.personality:
+            return (
+                "personality is not supported: rewriting text in character needs a language model, "
+                "which this server does not run; leave personality out or send false"
+            )
+        return None
 
 
 def generation_service(request: Request) -> GenerationService:
@@ -44,8 +78,13 @@ def generate(
     request: Request,
     wait: bool = Query(False, description="answer only when the audio is durable (or failed)"),
     x_request_id: str | None = Header(default=None, max_length=128),
+    x_generation_id: str | None = Header(default=None, max_length=64),
 ) -> GenerationResponse:
+    refusal = body.refusal()
+    if refusal is not None:
+        raise ValidationError(refusal)
     service = generation_service(request)
+    defaults = request.app.state.services.app_settings.generation()
     row = service.start(
         GenerationInput(
             profile_id=body.profile_id,
@@ -54,15 +93,36 @@ def generate(
             seed=body.seed,
             instruct=body.instruct,
             model_size=body.model_size,
-            max_chunk_chars=body.max_chunk_chars,
-            crossfade_ms=body.crossfade_ms,
-            normalize=body.normalize,
+            max_chunk_chars=body.max_chunk_chars or defaults.max_chunk_chars,
+            crossfade_ms=(
+                defaults.crossfade_ms if body.crossfade_ms is None else body.crossfade_ms
+            ),
+            normalize=defaults.normalize_audio if body.normalize is None else body.normalize,
             request_id=x_request_id,
+            generation_id=x_generation_id or None,
         )
     )
     if wait:
         row = service.wait(row.id, timeout=service.settings.job_timeout_seconds)
     return GenerationResponse.from_row(row)
+
+
+@router.post("/generate/stream", responses=file_answer("audio/wav"))
+def generate_stream(
+    body: GenerationRequest,
+    request: Request,
+    x_request_id: str | None = Header(default=None, max_length=128),
+) -> Response:
+    """Voicebox's streaming route: here the WAV is sent whole once it is durable (a history row as usual)."""
+    row = generate(body, request, wait=True, x_request_id=x_request_id, x_generation_id=None)
+    if row.status != "completed" or not row.audio_path:
+        raise ConflictError(f"generation {row.id} {row.status}: {row.error or 'no audio'}")
+    services = request.app.state.services
+    return Response(
+        services.blobs.read_bytes(row.audio_path),
+        media_type="audio/wav",
+        headers={"X-Generation-ID": row.id},
+    )
 
 
 @router.get(
@@ -83,9 +143,17 @@ async def generation_status(
     stream: bool = Query(True, description="false: one JSON answer instead of server-sent events"),
 ):  # type: ignore[no-untyped-def]
     service = generation_service(request)
-    row = await asyncio.to_thread(service.get, generation_id)  # 404 before any stream starts
     if not stream:
-        return _status_payload(service, row)
+        return _status_payload(service, await asyncio.to_thread(service.get, generation_id))
+    try:
+        row = await asyncio.to_thread(service.get, generation_id)
+    except NotFoundError:  # Voicebox: one event the app closes on, not an error answer
+        gone = {"id": generation_id, "status": "not_found"}
+        return StreamingResponse(
+            iter([f"data: {json.dumps(gone)}\n\n"]),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
 
     async def events() -> AsyncIterator[str]:
         current = row
@@ -97,9 +165,13 @@ async def generation_status(
             if await request.is_disconnected():
                 return
             await asyncio.sleep(1.0)
-            current = await asyncio.to_thread(service.get, generation_id)
+            try:
+                current = await asyncio.to_thread(service.get, generation_id)
+            except NotFoundError:  # deleted while we watched
+                yield f"data: {json.dumps({'id': generation_id, 'status': 'not_found'})}\n\n"
+                return
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def _status_payload(service: GenerationService, row) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -116,9 +188,11 @@ def _status_payload(service: GenerationService, row) -> dict[str, object]:  # ty
     return payload
 
 
-@router.post("/generate/{generation_id}/cancel", response_model=GenerationResponse)
-def cancel_generation(generation_id: str, request: Request) -> GenerationResponse:
-    return GenerationResponse.from_row(generation_service(request).cancel(generation_id))
+@router.post("/generate/{generation_id}/cancel")
+def cancel_generation(generation_id: str, request: Request) -> dict[str, Any]:
+    """Voicebox's ``{message}``; the row becomes ``failed`` with the error "Generation cancelled"."""
+    row = generation_service(request).cancel(generation_id)
+    return {"message": "Generation cancelled", "id": row.id, "status": row.status}
 
 
 @router.post("/generate/{generation_id}/retry", response_model=GenerationResponse)
@@ -126,10 +200,10 @@ def retry_generation(
     generation_id: str,
     request: Request,
     wait: bool = Query(False),
-    x_request_id: str | None = Header(default=None, max_length=128),
 ) -> GenerationResponse:
+    """Re-run a failed generation in the same row (same id), as Voicebox does."""
     service = generation_service(request)
-    row = service.retry(generation_id, request_id=x_request_id)
+    row = service.retry(generation_id)
     if wait:
         row = service.wait(row.id, timeout=service.settings.job_timeout_seconds)
     return GenerationResponse.from_row(row)

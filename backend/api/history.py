@@ -92,6 +92,12 @@ def import_generation(
     )
 
 
+@router.delete("/history/failed")
+def clear_failed_generations(services: Services = Depends(get_services)) -> dict[str, int]:
+    """Voicebox's "Clear failed": ``{deleted: n}``. Declared before ``/history/{id}``, which would catch it."""
+    return {"deleted": services.generation.clear_failed()}
+
+
 @router.get("/history/{generation_id}", response_model=HistoryResponse)
 def get_history(generation_id: str, services: Services = Depends(get_services)) -> HistoryResponse:
     return HistoryResponse.from_row(services.history.get(generation_id))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
 from backend.api.deps import (
     IMAGE_TYPES,
@@ -31,6 +32,7 @@ from backend.schemas import (
     VoiceProfileResponse,
 )
 from backend.services.container import Services
+from backend.services.errors import ValidationError
 from backend.services.profiles import MAX_AVATAR_BYTES, ProfileInfo
 
 router = APIRouter(tags=["profiles"])
@@ -75,6 +77,24 @@ def get_profile(
     profile_id: str, services: Services = Depends(get_services)
 ) -> VoiceProfileResponse:
     return _profile(services.profiles.get_profile(profile_id))
+
+
+class ProfileEffectsUpdate(BaseModel):
+    effects_chain: list[dict[str, Any]] | None = Field(default=None, max_length=50)
+
+
+@router.put("/profiles/{profile_id}/effects", response_model=VoiceProfileResponse)
+def update_profile_effects(
+    profile_id: str, data: ProfileEffectsUpdate, services: Services = Depends(get_services)
+) -> VoiceProfileResponse:
+    """Voicebox's profile effects: an empty chain (no effects) is what this server has; any effect is a 400."""
+    profile = services.profiles.get_profile(profile_id)
+    if any(effect.get("enabled", True) for effect in data.effects_chain or []):
+        raise ValidationError(
+            "effects_chain is not supported: this server applies no audio effects; "
+            "send null or an empty chain"
+        )
+    return _profile(profile)
 
 
 @router.put("/profiles/{profile_id}", response_model=VoiceProfileResponse)

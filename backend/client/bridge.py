@@ -6,18 +6,20 @@ so the app works unchanged against a serverless GPU: multipart uploads become ba
 ``form`` in the envelope, binary answers are decoded and served with their content type, and the
 server's status codes and ``detail`` messages come through as they are.
 
+What needs no job is answered locally by ``bridge_local.LocalBridge`` (not-available routes,
+``/tasks/active``, cached worker state and audio, generations it runs through ``/run``).
 What cannot work through jobs, and what the bridge does instead (documented in docs/client.md):
-- ``GET /generate/{id}/status`` (SSE) is **emulated**: the bridge polls ``GET /history/{id}``
-  through jobs and emits ``data: {id, status, duration, error}`` events until the generation is
-  completed or failed.
+- ``GET /generate/{id}/status`` (SSE) of a generation it did not start is **emulated**: the bridge
+  polls ``GET /history/{id}`` through jobs and emits ``data: {id, status, duration, error}`` events
+  until the generation is completed or failed.
 - Other progress streams (``/models/progress/{name}``, ``/generate/progress/{id}``,
   ``/events/speak``, ``/models/migrate/progress``) answer **501** with a message: a job cannot
   stream, and polling model downloads would keep a GPU worker awake.
 - ``/shutdown`` answers 501: the bridge cannot stop a serverless worker (RunPod scales it down when
   idle).
 
-Cost guard: ``GET /health`` answers are cached for ``health_ttl`` seconds. The desktop app polls
-health often, and every forwarded request is a job that keeps (or wakes) a billed worker.
+Cost guard: the desktop app polls in the background, and every forwarded request is a job that
+keeps (or wakes) a billed worker; ``bridge_local.py`` says what is answered without one.
 
 Safety: the bridge spends the user's RunPod credit, so it listens on loopback by default and, through
 ``backend.http_guard`` (the same rules as ``serve``), refuses browser requests whose ``Origin`` is not the
@@ -35,7 +37,6 @@ import logging
 import os
 import re
 import secrets
-import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from backend.client.bridge_local import LocalBridge
 from backend.client.client import Answer, VoiceboxClient
 from backend.client.errors import (
     AuthError,
@@ -75,6 +77,10 @@ UNSUPPORTED_STREAMS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("GET", re.compile(r"/events/speak"), "speak events are not available remotely"),
     ("POST", re.compile(r"/shutdown"), "RunPod stops idle workers by itself"),
 )
+
+RETRY_ROUTE = re.compile(r"/generate/[^/]+/retry")
+CANCEL_ROUTE = re.compile(r"/generate/([^/]+)/cancel")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 #: Request headers worth forwarding (everything else describes the local connection).
 FORWARDED_HEADERS = ("x-voicebox-client-id", "accept-language")
@@ -152,8 +158,11 @@ def create_bridge_app(
     poll_interval: float = 1.0,
     allowed_origins: Iterable[str] | None = None,
     token: str | None = None,
+    local: LocalBridge | None = None,
 ) -> FastAPI:
     """Build the bridge app around ``client`` (blocking client calls run in worker threads).
+
+    ``local`` answers what needs no job (``bridge_local.py``); tests pass one with a fake clock.
 
     ``token`` is what requests without an ``Origin`` must present (``Authorization: Bearer``); a fresh random
     one when not given, readable as ``app.state.bridge_token``.
@@ -162,6 +171,9 @@ def create_bridge_app(
     origins = [*(DEFAULT_ORIGINS if allowed_origins is None else allowed_origins), *extra]
     hosts = [h for h in os.environ.get("VOICEBOX_ALLOWED_HOSTS", "").split(",") if h.strip()]
     token = token or secrets.token_urlsafe(32)
+    local = local or LocalBridge(
+        client, ttl=health_ttl, poll_interval=poll_interval, render=answer_response
+    )
     if any_origin:
         log.warning(
             "VOICEBOX_CORS_ORIGINS=*: any web page may drive this bridge and spend RunPod credit; "
@@ -179,14 +191,19 @@ def create_bridge_app(
         origins, any_origin=any_origin, hosts=hosts, token=token, what="this bridge"
     )
     app.add_middleware(GuardMiddleware, policy=policy)  # outermost: before CORS and routing
-    health_cache: dict[str, Any] = {}
 
     async def call(*args: Any, **kwargs: Any) -> Answer:
         return await asyncio.to_thread(client.request, *args, check=False, **kwargs)
 
     @app.get("/generate/{generation_id}/status")
     async def generation_status(generation_id: str) -> StreamingResponse:
-        """SSE emulated by polling ``GET /history/{id}`` through jobs."""
+        """SSE of the bridge's own ``/run`` jobs, else emulated by polling ``GET /history/{id}``."""
+        if local.owns(generation_id):
+            return StreamingResponse(
+                local.status_events(generation_id),
+                media_type="text/event-stream",
+                headers=SSE_HEADERS,
+            )
 
         async def events() -> AsyncIterator[str]:
             delay = poll_interval
@@ -198,6 +215,9 @@ def create_bridge_app(
                     yield f"data: {json.dumps(event)}\n\n"
                     return
                 record = answer.body if isinstance(answer.body, dict) else {}
+                if answer.status_code == 404:  # as the server: one event the app closes on
+                    yield f"data: {json.dumps({'id': generation_id, 'status': 'not_found'})}\n\n"
+                    return
                 if answer.status_code >= 400:
                     message = record.get("detail") or f"HTTP {answer.status_code}"
                     event = {"id": generation_id, "status": "failed", "error": message}
@@ -217,9 +237,7 @@ def create_bridge_app(
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 5.0)
 
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
-        )
+        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def forward(request: Request, path: str) -> Response:
@@ -232,9 +250,10 @@ def create_bridge_app(
                     f"{method} {route} is not available through the RunPod bridge: a serverless "
                     f"job cannot stream or hold a connection; {instead}",
                 )
-        is_health = method == "GET" and route == "/health"
-        if is_health and health_cache and time.monotonic() - health_cache["at"] < health_ttl:
-            return answer_response(health_cache["answer"])
+        query = request.url.query
+        answered = local.answer(method, route, query, request.headers)
+        if answered is not None:
+            return answered
         raw_path = request.scope.get("raw_path", route.encode()).decode("latin-1")
         params = _params(request.query_params.multi_items())
         headers = {k: request.headers[k] for k in FORWARDED_HEADERS if k in request.headers}
@@ -267,11 +286,16 @@ def create_bridge_app(
                     return _error(400, "request body is not valid JSON")
                 if not isinstance(body, dict):
                     return _error(400, "the RunPod envelope carries JSON object bodies only")
-        mode = "sync"
-        if route == "/generate" and method == "POST" and isinstance(body, dict):
-            text = body.get("text")
-            if isinstance(text, str) and len(text) > client.async_threshold:
-                mode = "async"
+        if method == "POST" and (route == "/generate" or RETRY_ROUTE.fullmatch(route)):
+            try:
+                return await local.start_generation(route, raw_path, body, params, headers)
+            except ValueError as exc:
+                return _error(400, str(exc))
+            except ClientError as exc:
+                return error_response(exc)
+        cancel = CANCEL_ROUTE.fullmatch(route)
+        if method == "POST" and cancel and local.owns(cancel.group(1)):
+            return await local.cancel(cancel.group(1))
         try:
             answer = await call(
                 method,
@@ -281,15 +305,14 @@ def create_bridge_app(
                 headers=headers,
                 files=files or None,
                 form=form or None,
-                mode=mode,
+                mode="sync",
             )
         except ValueError as exc:  # a path the envelope cannot carry
             return _error(400, str(exc))
         except ClientError as exc:
             return error_response(exc)
-        if is_health and answer.status_code == 200:
-            health_cache.update(at=time.monotonic(), answer=answer)
-        return answer_response(answer)
+        learned = local.forwarded(method, route, query, request.headers, answer)
+        return learned if learned is not None else answer_response(answer)
 
     return app
 

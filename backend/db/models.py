@@ -126,3 +126,58 @@ class Generation(Base):
         Index("ix_generations_status_lease", "status", "lease_expires_at"),
         Index("ix_generations_request_id", "request_id", unique=True),
     )
+
+
+class AudioChannel(Base):
+    """An output channel (bus) of the desktop app: which OS devices play which voices (``0003``).
+
+    The server only stores them (the app plays the audio); one ``is_default`` channel is seeded.
+    """
+
+    __tablename__ = "audio_channels"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    devices: Mapped[list[ChannelDevice]] = relationship(
+        order_by="ChannelDevice.position", cascade="all, delete-orphan"
+    )
+
+
+class ChannelDevice(Base):
+    """One OS audio device id of a channel, in the order the app gave them."""
+
+    __tablename__ = "channel_device_mappings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    channel_id: Mapped[str] = mapped_column(ForeignKey("audio_channels.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(String(500))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ProfileChannel(Base):
+    """Which channels a voice profile plays on (many to many)."""
+
+    __tablename__ = "profile_channel_mappings"
+
+    profile_id: Mapped[str] = mapped_column(
+        ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel_id: Mapped[str] = mapped_column(
+        ForeignKey("audio_channels.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class GenerationSettingsRow(Base):
+    """The one row (``id`` 1) of server-side generation defaults (Voicebox's ``/settings/generation``)."""
+
+    __tablename__ = "generation_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    max_chunk_chars: Mapped[int] = mapped_column(Integer, default=800)
+    crossfade_ms: Mapped[int] = mapped_column(Integer, default=50)
+    normalize_audio: Mapped[bool] = mapped_column(Boolean, default=True)
+    autoplay_on_generate: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -263,6 +263,22 @@ def _lease_path(hf_home: Path, repo_id: str) -> Path:
     return Path(hf_home) / ".locks" / f"{repo_id.replace('/', '--')}.lease"
 
 
+def repo_lease(
+    hf_home: Path, repo_id: str, *, lease_seconds: float = 60.0, timeout: float = 3600.0
+):  # type: ignore[no-untyped-def]
+    """The repo's download lease (a ``SoftFileLease``): held while its cache path is written or removed."""
+    from filelock import SoftFileLease
+
+    lease_file = _lease_path(hf_home, repo_id)
+    lease_file.parent.mkdir(parents=True, exist_ok=True)
+    return SoftFileLease(
+        lease_file,
+        lease_duration=lease_seconds,
+        heartbeat_interval=max(1.0, lease_seconds / 4),
+        timeout=timeout,
+    )
+
+
 def download_snapshot(
     hf_home: Path,
     repo_id: str,
@@ -270,24 +286,16 @@ def download_snapshot(
     *,
     lease_seconds: float = 60.0,
     timeout: float = 3600.0,
+    tqdm_class: type | None = None,
 ) -> SnapshotStatus:
     """Download a whole snapshot into ``<hf_home>/hub`` under the repo's lease, then re-check it.
 
     The lease is taken first and the cache re-checked under it, so the second of two cold workers finds the
     first one's finished download instead of fetching it again. The lease heartbeats while the download runs;
     a killed holder's lease expires after ``lease_seconds`` and a peer resumes (the hub resumes ``.incomplete``).
+    ``tqdm_class`` is handed to the hub's progress bar of files (``/models/download`` follows and cancels with it).
     """
-    from filelock import SoftFileLease
-
-    lease_file = _lease_path(hf_home, repo_id)
-    lease_file.parent.mkdir(parents=True, exist_ok=True)
-    lease = SoftFileLease(
-        lease_file,
-        lease_duration=lease_seconds,
-        heartbeat_interval=max(1.0, lease_seconds / 4),
-        timeout=timeout,
-    )
-    with lease:
+    with repo_lease(hf_home, repo_id, lease_seconds=lease_seconds, timeout=timeout):
         status = check_snapshot(hf_home, repo_id, revision)
         if status.complete:
             return status
@@ -295,7 +303,12 @@ def download_snapshot(
         from huggingface_hub import snapshot_download
 
         with _online_for_download():
-            snapshot_download(repo_id, revision=revision, cache_dir=str(hub_cache_dir(hf_home)))
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                cache_dir=str(hub_cache_dir(hf_home)),
+                tqdm_class=tqdm_class,
+            )
         return check_snapshot(hf_home, repo_id, revision)
 
 

@@ -170,6 +170,11 @@ class EngineManager:
                     engine.unload()
                     self.stats.unloads += 1
 
+    def is_loaded(self, kind: str) -> bool:
+        """Whether the ``"tts"`` or ``"stt"`` engine is in memory now (lock-free, for status routes)."""
+        engine = self._tts if kind == "tts" else self._stt
+        return bool(engine is not None and engine.is_loaded())
+
     def _touch(self) -> None:
         self._last_used = time.monotonic()
 

@@ -75,6 +75,7 @@ DROPPED_HEADERS = frozenset(
 _PATH_RE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:%/]*")
 _QUERY_RE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:%/?@]*")
 _BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_RETRY_RE = re.compile(r"/generate/[^/]+/retry")
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token (header field name)
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
@@ -341,7 +342,7 @@ class Envelope(BaseModel):
             raise ValueError(f"files: {total} bytes in all, over the upload limit of {limit}")
         if (self.inline_audio or self.audio_format) and not self.is_generate():
             raise ValueError(
-                "inline_audio: only applies to POST /generate (download other audio directly)"
+                "inline_audio: only applies to POST /generate and its retry (download other audio directly)"
             )
         return self
 
@@ -353,7 +354,11 @@ class Envelope(BaseModel):
         return self._route_path
 
     def is_generate(self) -> bool:
-        return self.method == "POST" and decoded_route(self._route_path) == "/generate"
+        """``POST /generate`` or a retry (which re-runs a generation in its row): both must end durable."""
+        if self.method != "POST":
+            return False
+        route = decoded_route(self._route_path)
+        return route == "/generate" or _RETRY_RE.fullmatch(route) is not None
 
     def query_items(self) -> list[tuple[str, str]]:
         """Query from the path first, then ``params`` (lists become repeated keys)."""

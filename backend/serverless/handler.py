@@ -25,6 +25,7 @@ from backend.api.admin import AdminTable, api_admin_table
 from backend.config import Settings
 from backend.serverless.answers import BodyCollector, OverBudget, serialized_size, useful_headers
 from backend.serverless.envelope import Envelope, EnvelopeError, parse_envelope
+from backend.serverless.progress import ProgressReporter, generation_id_of, watch_progress
 
 __all__ = ["JobHandler"]
 
@@ -48,9 +49,14 @@ class JobHandler:
         base_url: str | None = None,
         client: httpx.AsyncClient | None = None,
         admin_routes: AdminTable | None = None,
+        progress: ProgressReporter | None = None,
+        progress_interval: float = 1.0,
     ) -> None:
         self.settings = settings
         self.admin_routes = admin_routes if admin_routes is not None else api_admin_table()
+        #: ``runpod.serverless.progress_update`` on RunPod: generation jobs report their chunks
+        self.progress = progress
+        self.progress_interval = progress_interval
         self.origin = httpx.URL(base_url or f"http://{_LOOPBACK}:{settings.port}")
         if self.origin.path not in {"", "/"} or self.origin.query or not self.origin.host:
             raise ValueError(
@@ -100,7 +106,7 @@ class JobHandler:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.job_timeout_seconds):
-                answer = await self._run(env, job_id)
+                answer = await self._run(env, job_id, job)
         except asyncio.CancelledError:
             log.info("job %s cancelled", job_id)
             raise
@@ -158,9 +164,26 @@ class JobHandler:
             env.method, self._url(env.route_path), params=params, headers=headers, **kwargs
         )
 
-    async def _run(self, env: Envelope, job_id: str) -> dict[str, Any]:
+    async def _run(self, env: Envelope, job_id: str, job: Any = None) -> dict[str, Any]:
         budget = self.settings.result_budget_bytes
-        answer = await self._exchange(self.build_request(env, job_id), env, job_id, budget)
+        generation_id = generation_id_of(env) if self.progress and isinstance(job, dict) else None
+        watcher = None
+        if generation_id and self.progress:
+            watcher = asyncio.create_task(
+                watch_progress(
+                    self._http(),
+                    self._url,
+                    generation_id,
+                    job,
+                    self.progress,
+                    self.progress_interval,
+                )
+            )
+        try:
+            answer = await self._exchange(self.build_request(env, job_id), env, job_id, budget)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
         if env.is_generate() and env.inline_audio:
             answer = await self._attach_audio(answer, env, job_id, budget)
         return answer

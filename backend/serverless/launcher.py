@@ -282,11 +282,14 @@ def main(argv: list[str] | None = None, *, hooks: LaunchHooks | None = None) -> 
         flush=True,
     )
 
+    import runpod
+
     from backend.serverless.handler import JobHandler
 
-    handler = JobHandler(settings, base_url=server.base_url)
+    handler = JobHandler(
+        settings, base_url=server.base_url, progress=runpod.serverless.progress_update
+    )
     start_watchdog(server)
-    import runpod
 
     try:
         runpod.serverless.start(

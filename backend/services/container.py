@@ -15,9 +15,12 @@ from backend.db.volume_db import VolumeDatabase
 from backend.storage.blobs import BlobStore
 
 if TYPE_CHECKING:
+    from backend.services.app_settings import AppSettingsService
     from backend.services.bundles import BundleService
+    from backend.services.channels import ChannelService
     from backend.services.generation import GenerationService
     from backend.services.history import HistoryService
+    from backend.services.model_management import ModelManagementService
     from backend.services.profiles import ProfileService
     from backend.services.transcription import TranscriptionService
 
@@ -77,6 +80,25 @@ class Services:
         from backend.services.generation import GenerationService
 
         return GenerationService(self)
+
+    @cached_property
+    def app_settings(self) -> AppSettingsService:
+        from backend.services.app_settings import AppSettingsService
+
+        return AppSettingsService(self)
+
+    @cached_property
+    def channels(self) -> ChannelService:
+        from backend.services.channels import ChannelService
+
+        return ChannelService(self)
+
+    @cached_property
+    def model_management(self) -> ModelManagementService:
+        """The app's Models page: catalogue, cache status, downloads (one per worker: it owns the threads)."""
+        from backend.services.model_management import ModelManagementService
+
+        return ModelManagementService(self)
 
     def close(self) -> None:
         """Stop what the services started (only those that were used) and close the database."""

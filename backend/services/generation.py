@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +34,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIVE = ("generating",)
+#: ``cancelled`` is only found in rows written before cancel became Voicebox's ``failed`` + CANCELLED_ERROR
 FINAL = ("completed", "failed", "cancelled")
+#: Voicebox's error of a cancelled generation: the desktop app knows only ``failed``, and shows this message
+CANCELLED_ERROR = "Generation cancelled"
+#: what a retry may re-run (legacy ``cancelled`` rows too)
+RETRYABLE = ("failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class GenerationInput:
     crossfade_ms: int = 50
     normalize: bool = True
     request_id: str | None = None
+    #: the new row's id when the caller picks it (the bridge does, to answer before the job runs)
+    generation_id: str | None = None
     source: str = (
         "manual"  # Voicebox's field: where the request came from (``openai`` for /v1/audio/speech)
     )
@@ -62,6 +70,9 @@ class _Cancelled(Exception):
 
 
 class GenerationService:
+    #: seconds a retry waits for a cancelled run of the same row to leave the queue (it must not overlap)
+    retry_queue_wait = 5.0
+
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
@@ -72,6 +83,7 @@ class GenerationService:
         self._done: OrderedDict[str, threading.Event] = OrderedDict()
         self._cancel: set[str] = set()
         self._progress: dict[str, tuple[int, int]] = {}
+        self._running: set[str] = set()
         self._mutex = threading.Lock()
 
     # ------------------------------------------------------------------ start
@@ -82,9 +94,14 @@ class GenerationService:
         if not request.text.strip():
             raise ValidationError("text is empty")
         now = utcnow()
-        gen_id = new_id()
+        gen_id = _checked_id(request.generation_id) if request.generation_id else new_id()
         request_id = (request.request_id or "").strip() or None  # an empty header is no id
         with self.services.db.write() as session:
+            if request.generation_id:
+                chosen = session.get(Generation, gen_id)
+                if chosen is not None:  # the same request delivered twice: answer with the first
+                    self._ensure_event(chosen.id, done=chosen.status in FINAL)
+                    return chosen
             if request_id:
                 existing = session.scalar(
                     select(Generation).where(Generation.request_id == request_id)
@@ -150,6 +167,7 @@ class GenerationService:
     # ------------------------------------------------------------------ run (background thread)
     def _run(self, gen_id: str, request: GenerationInput, queued_at: float) -> None:
         started = time.monotonic()
+        self._running.add(gen_id)
         try:
             if gen_id in self._cancel:
                 raise _Cancelled
@@ -205,12 +223,13 @@ class GenerationService:
             if not write_retrying(self.services.db, complete):
                 self.services.blobs.delete(rel)
         except _Cancelled:
-            self._finish(gen_id, "cancelled", "cancelled by request")
+            self._finish(gen_id, "failed", CANCELLED_ERROR)
         except Exception as exc:  # the row must say why, whatever failed
             log.exception("generation %s failed", gen_id)
             self._finish(gen_id, "failed", _describe(exc))
         finally:
             self._cancel.discard(gen_id)
+            self._running.discard(gen_id)
             self._progress.pop(gen_id, None)
             self._ensure_event(gen_id, done=True)
 
@@ -274,43 +293,124 @@ class GenerationService:
         return self.get(gen_id)
 
     def cancel(self, gen_id: str) -> Generation:
+        """Stop a generation of this worker: the row becomes ``failed`` with ``CANCELLED_ERROR`` (Voicebox's).
+
+        A queued one is marked at once; a running one stops at its next chunk (waited for, bounded).
+        """
         row = self.get(gen_id)
         if row.status in FINAL:
-            raise ConflictError(f"generation {gen_id} is already {row.status}")
+            raise ConflictError(
+                f"generation {gen_id} is already {row.status}; only a generation in progress "
+                "can be cancelled"
+            )
         if row.owner_worker_id != self.settings.worker_id:
             raise ConflictError(
                 f"generation {gen_id} runs on worker {row.owner_worker_id}; "
                 "only that worker can cancel it"
             )
         self._cancel.add(gen_id)
+        if gen_id not in self._running:  # still queued: the synthesis thread will skip it
+            self._finish(gen_id, "failed", CANCELLED_ERROR)
         event = self._done.get(gen_id)
-        if event is not None:
+        if event is not None and gen_id in self._running:
             event.wait(30)
         return self.get(gen_id)
 
-    def retry(self, gen_id: str, request_id: str | None = None) -> Generation:
-        """Re-run a failed or cancelled generation with its original text, language and seed."""
-        row = self.get(gen_id)
-        if row.status not in ("failed", "cancelled"):
+    def active(self) -> list[Generation]:
+        """This worker's generations that are queued or running (``/tasks/active``)."""
+        with self._mutex:
+            ids = [gen_id for gen_id, event in self._done.items() if not event.is_set()]
+        rows = []
+        with self.services.db.read() as session:
+            for gen_id in ids:
+                row = session.get(Generation, gen_id)
+                if row is not None and row.status in ACTIVE:
+                    rows.append(row)
+        return sorted(rows, key=lambda r: r.created_at)
+
+    def retry(self, gen_id: str) -> Generation:
+        """Re-run a failed generation **in the same row** (Voicebox's retry): same id, text, language, seed."""
+        now = utcnow()
+
+        def reset(session: Session) -> Generation:
+            row = session.get(Generation, gen_id)
+            if row is None:
+                raise NotFoundError(f"generation {gen_id} not found")
+            if row.status not in RETRYABLE:
+                raise ConflictError(
+                    f"generation {gen_id} is {row.status}; only failed generations can be retried"
+                )
+            if row.profile_id is None:
+                raise ConflictError(
+                    "the profile of this generation was deleted; it cannot be retried"
+                )
+            profile = session.get(Profile, row.profile_id)
+            if profile is None or not profile.samples:
+                raise ValidationError(
+                    f"profile {row.profile_name!r} has no samples; add one before retrying"
+                )
+            row.status = "generating"
+            row.error = None
+            row.duration = None
+            row.sha256 = None
+            row.size_bytes = None
+            row.completed_at = None
+            row.audio_path = f"generations/{now:%Y-%m}/{gen_id}-{new_id()[:8]}.wav"
+            row.owner_worker_id = self.settings.worker_id
+            row.lease_expires_at = now + timedelta(seconds=self.settings.job_lease_seconds)
+            row.model_size = self._model_size()
+            return row
+
+        if self.services.engines is None:
+            raise ConflictError("no TTS engine is configured on this worker")
+        previous = self._done.get(gen_id)
+        if previous is not None and not previous.wait(self.retry_queue_wait):  # still queued here
             raise ConflictError(
-                f"only failed or cancelled generations can be retried ({row.status})"
+                f"generation {gen_id} was cancelled but has not left this worker's queue yet; "
+                "retry in a moment"
             )
-        if row.profile_id is None:
-            raise ConflictError("the profile of this generation was deleted; it cannot be retried")
-        return self.start(
-            GenerationInput(
-                profile_id=row.profile_id,
+        with self.services.db.write() as session:
+            row = reset(session)
+            request = GenerationInput(
+                profile_id=row.profile_id or "",
                 text=row.text,
                 language=row.language,
                 seed=row.seed,
                 instruct=row.instruct,
-                request_id=request_id,
                 source=row.source,
             )
-        )
+        with self._mutex:
+            self._done[gen_id] = threading.Event()  # a new run: waiters wait for this one
+        self._executor.submit(self._run, gen_id, request, time.monotonic())
+        return row
+
+    def clear_failed(self) -> int:
+        """Delete every failed (and legacy cancelled) row; returns how many (``DELETE /history/failed``)."""
+
+        def unit(session: Session) -> list[str | None]:
+            rows = session.scalars(select(Generation).where(Generation.status.in_(RETRYABLE))).all()
+            paths = [row.audio_path for row in rows]
+            for row in rows:
+                session.delete(row)
+            return paths
+
+        paths = write_retrying(self.services.db, unit)
+        for path in paths:
+            self.services.blobs.delete(path)
+        return len(paths)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _checked_id(value: str) -> str:
+    """A caller-chosen generation id must be a UUID (it names files on the volume)."""
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise ValidationError(
+            f"X-Generation-Id {value[:64]!r} is not a UUID; leave it out to let the server choose"
+        ) from None
 
 
 def _describe(exc: Exception) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from backend.db.models import Profile
 from backend.services.errors import NotFoundError, ValidationError
-from backend.services.generation import GenerationInput
+from backend.services.generation import CANCELLED_ERROR, GenerationInput
 from backend.storage.audio import (
     content_type,
     decode_audio,
@@ -220,7 +220,7 @@ class SpeechService:
                 generation_id=row.id,
                 kind="timeout",
             )
-        if row.status == "cancelled":
+        if row.status == "cancelled" or (row.status == "failed" and row.error == CANCELLED_ERROR):
             raise SpeechFailedError(
                 f"generation {row.id} was cancelled", generation_id=row.id, kind="cancelled"
             )

@@ -14,6 +14,8 @@ Modelled behaviour (docs.runpod.io operation-reference, reference/notes/runpod.m
   ``{"error"}`` gives that string), TIMED_OUT (past ``execution_timeout``), CANCELLED; **404** once
   a result has expired (``retention`` seconds after it finished, or ``expire(job_id)``).
 - ``POST /v2/{endpoint}/cancel/{id}``.
+- Progress: ``start_stack`` wires the handler's ``progress`` to ``RunPodMock.progress`` (what
+  ``runpod.serverless.progress_update`` does), so ``/status`` carries a generation's chunks while it runs.
 - Auth: ``Authorization: Bearer <api_key>`` or 401. Payload caps: 10 MB for ``/run``, 20 MB for
   ``/runsync`` (400 past them). A result over ``result_limit`` is dropped and the job reads
   COMPLETED with no output, as the SDK does when its upload fails.
@@ -383,4 +385,7 @@ def start_stack(
         raise ValueError("start_stack(app=...) needs the app's settings")
     handler, real = build_handler(settings, app)
     mock = RunPodMock(handler, **mock_kwargs).start()
+    # what runpod.serverless.progress_update does on RunPod: the job's output while IN_PROGRESS
+    handler.progress = lambda job, output: mock.progress(job["id"], output)  # type: ignore[attr-defined]
+    handler.progress_interval = 0.05  # type: ignore[attr-defined]
     return Stack(mock=mock, app=app, settings=settings, real_handler=real)
