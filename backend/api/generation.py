@@ -9,6 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -38,15 +39,22 @@ def generation_service(request: Request) -> GenerationService:
     return request.app.state.services.generation
 
 
-@router.post("/generate", response_model=GenerationResponse)
-def generate(
+@router.post(
+    "/generate",
+    response_model=GenerationResponse,
+    responses={
+        429: {"description": "the generation queue is full (VOICEBOX_MAX_QUEUED); Retry-After"}
+    },
+)
+async def generate(
     body: GenerationRequest,
     request: Request,
     wait: bool = Query(False, description="answer only when the audio is durable (or failed)"),
     x_request_id: str | None = Header(default=None, max_length=128),
 ) -> GenerationResponse:
     service = generation_service(request)
-    row = service.start(
+    row = await anyio.to_thread.run_sync(
+        service.start,
         GenerationInput(
             profile_id=body.profile_id,
             text=body.text,
@@ -58,10 +66,10 @@ def generate(
             crossfade_ms=body.crossfade_ms,
             normalize=body.normalize,
             request_id=x_request_id,
-        )
+        ),
     )
-    if wait:
-        row = service.wait(row.id, timeout=service.settings.job_timeout_seconds)
+    if wait:  # awaited, not blocking a thread: cheap routes never queue behind generations
+        row = await service.wait_async(row.id, timeout=service.settings.job_timeout_seconds)
     return GenerationResponse.from_row(row)
 
 
@@ -111,14 +119,16 @@ def cancel_generation(generation_id: str, request: Request) -> GenerationRespons
 
 
 @router.post("/generate/{generation_id}/retry", response_model=GenerationResponse)
-def retry_generation(
+async def retry_generation(
     generation_id: str,
     request: Request,
     wait: bool = Query(False),
     x_request_id: str | None = Header(default=None, max_length=128),
 ) -> GenerationResponse:
     service = generation_service(request)
-    row = service.retry(generation_id, request_id=x_request_id)
+    row = await anyio.to_thread.run_sync(
+        lambda: service.retry(generation_id, request_id=x_request_id)
+    )
     if wait:
-        row = service.wait(row.id, timeout=service.settings.job_timeout_seconds)
+        row = await service.wait_async(row.id, timeout=service.settings.job_timeout_seconds)
     return GenerationResponse.from_row(row)

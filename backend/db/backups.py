@@ -252,10 +252,16 @@ def library_evidence(settings: Settings) -> list[str]:
     return found
 
 
+#: a database with no tables is one page or a few; a file larger than this holds something (or is corrupt,
+#: which the integrity check reports with its own hint)
+TABLELESS_MAX_BYTES = 1024 * 1024
+
+
 def database_state(path: Path) -> str | None:
     """``missing``, ``empty`` or ``without tables`` for a database that holds no library, else None.
 
-    Cheap (a stat, and for a small file one read-only open): bootstrap and every writer ask it.
+    Cheap (a stat, and only for a small file one read into memory): bootstrap, every writer and ``/health``
+    ask it. The shared file is read as bytes, never opened by SQLite (which must not lock it on the volume).
     """
     try:
         size = path.stat().st_size
@@ -263,16 +269,18 @@ def database_state(path: Path) -> str | None:
         return "missing"
     if size == 0:
         return "empty"
+    if size > TABLELESS_MAX_BYTES:
+        return None
+    conn = sqlite3.connect(":memory:")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            found = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
-            ).fetchone()[0]
-        finally:
-            conn.close()
+        conn.deserialize(path.read_bytes())
+        found = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchone()[0]
     except sqlite3.DatabaseError:
         return None  # unreadable is corruption, reported by the integrity check with its own hint
+    finally:
+        conn.close()
     return None if found else "without tables"
 
 

@@ -35,6 +35,7 @@ from backend.db.errors import (
     DatabaseError,
     LeaseTimeoutError,
     SchemaMismatchError,
+    VolumeFullError,
     WriteConflictError,
     volume_fault,
 )
@@ -219,6 +220,8 @@ class VolumeDatabase:
         self._local_revision: str | None = None
         self._last_check = 0.0
         self._next_backup_check = 0.0
+        #: (monotonic time, "volume full" | "volume read-only") of the last write that hit one: for /health
+        self.last_volume_fault: tuple[float, str] | None = None
         self._rw = _ReadWriteLock()
         self._write_mutex = threading.Lock()
         self._refresh_mutex = threading.Lock()
@@ -437,10 +440,7 @@ class VolumeDatabase:
                         f"{self.settings.lease_timeout:g} s; another worker is writing — retry"
                     ) from None
         except OSError as exc:
-            fault = volume_fault(exc)
-            if fault is None:
-                raise
-            raise fault from exc
+            raise self._volume_fault(exc) from exc
         held.lease = lease
         held.token = lease.token
         try:
@@ -491,10 +491,16 @@ class VolumeDatabase:
         try:
             return self._publish_file(work_path)
         except (OSError, sqlite3.Error) as exc:
-            fault = volume_fault(exc)
-            if fault is None:
-                raise
-            raise fault from exc
+            raise self._volume_fault(exc) from exc
+
+    def _volume_fault(self, exc: BaseException) -> BaseException:
+        """The volume fault behind ``exc`` (remembered for ``/health``), or ``exc`` itself."""
+        fault = volume_fault(exc)
+        if fault is None:
+            return exc
+        kind = "volume full" if isinstance(fault, VolumeFullError) else "volume read-only"
+        self.last_volume_fault = (time.monotonic(), kind)
+        return fault
 
     def _publish_file(self, work_path: Path) -> VersionKey:
         db_dir = self.shared_path.parent

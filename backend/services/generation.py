@@ -10,6 +10,7 @@ poll ``/generate/{id}/status`` (Voicebox's contract) or wait (``?wait=true``, us
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.db.errors import volume_fault
 from backend.db.models import Generation, Profile, new_id, utcnow
 from backend.services.common import write_retrying
-from backend.services.errors import ConflictError, NotFoundError, ValidationError
+from backend.services.errors import BusyError, ConflictError, NotFoundError, ValidationError
 from backend.storage.audio import encode_audio, normalize_loudness
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIVE = ("generating",)
+RETRY_AFTER_SECONDS = 5
 FINAL = ("completed", "failed", "cancelled")
 
 
@@ -65,6 +68,7 @@ class GenerationService:
         self._cancel: set[str] = set()
         self._progress: dict[str, tuple[int, int]] = {}
         self._mutex = threading.Lock()
+        self._pending = 0  # queued or running on this worker; bounded by ``max_queued``
 
     # ------------------------------------------------------------------ start
     def start(self, request: GenerationInput) -> Generation:
@@ -73,6 +77,47 @@ class GenerationService:
             raise ConflictError("no TTS engine is configured on this worker")
         if not request.text.strip():
             raise ValidationError("text is empty")
+        request_id = (request.request_id or "").strip()
+        if request_id:  # a retried RunPod job answers its first attempt, even when the queue is full
+            with self.services.db.read() as session:
+                existing = session.scalar(
+                    select(Generation).where(Generation.request_id == request_id)
+                )
+            if existing is not None:
+                self._ensure_event(existing.id, done=existing.status in FINAL)
+                return existing
+        self._reserve()
+        try:
+            row, queued = self._start(request)
+        except BaseException:
+            self._release()
+            raise
+        if not queued:
+            self._release()
+        return row
+
+    def _reserve(self) -> None:
+        """Take a queue slot or refuse at once (429): a bounded queue keeps waits, memory and the
+        executor's backlog bounded instead of accepting work no one will wait for."""
+        with self._mutex:
+            if self._pending >= self.settings.max_queued:
+                raise BusyError(
+                    f"this worker already has {self._pending} generation(s) queued or running "
+                    f"(VOICEBOX_MAX_QUEUED={self.settings.max_queued}); retry shortly",
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
+            self._pending += 1
+
+    def _release(self) -> None:
+        with self._mutex:
+            self._pending -= 1
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def _start(self, request: GenerationInput) -> tuple[Generation, bool]:
+        """The intent row and the queued synthesis; ``False`` when a retried request answered instead."""
         now = utcnow()
         gen_id = new_id()
         request_id = (request.request_id or "").strip() or None  # an empty header is no id
@@ -83,7 +128,7 @@ class GenerationService:
                 )
                 if existing is not None:  # a retried RunPod job: answer with the first attempt
                     self._ensure_event(existing.id, done=existing.status in FINAL)
-                    return existing
+                    return existing, False
             profile = session.get(Profile, request.profile_id)
             if profile is None:
                 raise NotFoundError(f"profile {request.profile_id} not found")
@@ -113,7 +158,7 @@ class GenerationService:
             session.add(row)
         self._ensure_event(gen_id, done=False)
         self._executor.submit(self._run, gen_id, request, time.monotonic())
-        return row
+        return row, True
 
     def _model_size(self) -> str | None:
         repo = self.settings.tts_model
@@ -194,6 +239,7 @@ class GenerationService:
         finally:
             self._cancel.discard(gen_id)
             self._progress.pop(gen_id, None)
+            self._release()
             self._ensure_event(gen_id, done=True)
 
     def _profile_samples(self, profile_id: str) -> list[tuple[bytes, str]]:
@@ -255,6 +301,22 @@ class GenerationService:
                 time.sleep(0.5)
         return self.get(gen_id)
 
+    async def wait_async(self, gen_id: str, timeout: float) -> Generation:
+        """``wait`` without holding a thread: a request waiting for its audio must not take a slot of the
+        pool that cheap requests (profiles, history) are answered on."""
+        event = self._done.get(gen_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if event is not None:
+                if event.is_set():
+                    break
+                await asyncio.sleep(0.05)
+                continue
+            if (await asyncio.to_thread(self.get, gen_id)).status in FINAL:
+                break  # owned by another worker: poll the shared database
+            await asyncio.sleep(0.5)
+        return await asyncio.to_thread(self.get, gen_id)
+
     def cancel(self, gen_id: str) -> Generation:
         row = self.get(gen_id)
         if row.status in FINAL:
@@ -296,5 +358,6 @@ class GenerationService:
 
 
 def _describe(exc: Exception) -> str:
-    message = str(exc) or type(exc).__name__
+    fault = volume_fault(exc)  # a full or read-only volume is said so, without the file's path
+    message = str(fault or exc) or type(exc).__name__
     return message[:2000]
