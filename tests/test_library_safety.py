@@ -313,3 +313,21 @@ def test_missing_database_on_a_new_volume_points_at_bootstrap(make_settings) -> 
     db = VolumeDatabase(settings, expected_revision=head_revision())
     with pytest.raises(DatabaseError, match="run `voicebox-worker bootstrap`"):
         db.refresh()
+
+
+def test_a_large_table_less_database_is_refused_too(make_settings, capsys) -> None:
+    """Tables dropped without VACUUM leave a big file with no tables: still no library, still refused."""
+    settings = make_settings()
+    files = make_library(settings)
+    settings.db_path.unlink()
+    conn = sqlite3.connect(settings.db_path)
+    conn.execute("CREATE TABLE filler (x)")
+    conn.executemany("INSERT INTO filler VALUES (?)", [("x" * 1000,) for _ in range(200)])
+    conn.commit()
+    conn.execute("DROP TABLE filler")
+    conn.commit()
+    conn.close()
+    assert settings.db_path.stat().st_size > 64 * 1024
+    code, _, err = run_cli(make_settings(), ["bootstrap"], capsys)
+    assert code == 3 and "database is without tables" in err and "db restore" in err
+    assert all(path.exists() for path in files)

@@ -212,12 +212,13 @@ def migrate_volume(
     return result
 
 
-def _refuse_missing_library(settings: Settings) -> None:
+def _refuse_missing_library(settings: Settings, state: str | None = None) -> None:
     """A missing, empty or table-less database on a volume that holds a library is a fault, not a new volume.
 
-    Creating one would publish an empty library and let fsck trash the real files as orphans.
+    Creating one would publish an empty library and let fsck trash the real files as orphans. ``state`` is
+    the database's state when the caller already knows it (else the shared file's, cheaply).
     """
-    state = database_state(settings.db_path)
+    state = state or database_state(settings.db_path)
     if state is not None:
         refusal = library_refusal(settings, state)
         if refusal is not None:
@@ -242,8 +243,11 @@ def _check_integrity(settings: Settings, path: Path) -> None:
 def _migrate_work_copy(
     settings: Settings, work: WorkCopy, head: str, known: list[str], adopt_legacy: bool
 ) -> MigrationResult:
-    _refuse_missing_library(settings)  # again under the lease: the file may have changed meanwhile
-    exists = work.path.exists() and database_state(work.path) is None
+    # again under the lease, on the pulled copy (any size): the file may have changed meanwhile
+    state = database_state(work.path, max_bytes=None) if work.path.exists() else "missing"
+    if state is not None:
+        _refuse_missing_library(settings, state)
+    exists = state is None
     if exists:
         _check_integrity(settings, work.path)
     found = read_revision(work.path) if exists else None

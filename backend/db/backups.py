@@ -254,14 +254,15 @@ def library_evidence(settings: Settings) -> list[str]:
 
 #: a database with no tables is one page or a few; a file larger than this holds something (or is corrupt,
 #: which the integrity check reports with its own hint)
-TABLELESS_MAX_BYTES = 1024 * 1024
+TABLELESS_MAX_BYTES = 64 * 1024
 
 
-def database_state(path: Path) -> str | None:
+def database_state(path: Path, max_bytes: int | None = TABLELESS_MAX_BYTES) -> str | None:
     """``missing``, ``empty`` or ``without tables`` for a database that holds no library, else None.
 
     Cheap (a stat, and only for a small file one read into memory): bootstrap, every writer and ``/health``
     ask it. The shared file is read as bytes, never opened by SQLite (which must not lock it on the volume).
+    ``max_bytes=None`` looks into a file of any size (for local copies, where reading is cheap).
     """
     try:
         size = path.stat().st_size
@@ -269,7 +270,7 @@ def database_state(path: Path) -> str | None:
         return "missing"
     if size == 0:
         return "empty"
-    if size > TABLELESS_MAX_BYTES:
+    if max_bytes is not None and size > max_bytes:
         return None
     conn = sqlite3.connect(":memory:")
     try:

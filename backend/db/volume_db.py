@@ -394,7 +394,7 @@ class VolumeDatabase:
             return
         found = self._local_revision
         if found is None and self.expected_revision is not None:
-            state = database_state(self.local_path)
+            state = database_state(self.local_path, max_bytes=None)
             if state is not None:
                 raise self._missing_database(state)
         if found != self.expected_revision:
