@@ -264,7 +264,9 @@ def cmd_volume_trash(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     names = [e.entry for e in trash.entries() if e.rel] if args.all else args.entries
     if not names:
-        raise CommandError("name the entries to restore (see `volume trash list`) or pass --all", 2)
+        raise CommandError(
+            "name the entries to restore (see `volume trash list`) or pass --all", EXIT_USAGE
+        )
     restored, failed = [], {}
     for name in names:
         try:
