@@ -78,9 +78,8 @@ class GenerationService:
         if not request.text.strip():
             raise ValidationError("text is empty")
         request_id = (request.request_id or "").strip()
-        if (
-            request_id
-        ):  # a retried RunPod job answers its first attempt, even when the queue is full
+        # a retried RunPod job answers its first attempt, even when the queue is full
+        if request_id:
             with self.services.db.read() as session:
                 existing = session.scalar(
                     select(Generation).where(Generation.request_id == request_id)
