@@ -243,3 +243,39 @@ def test_a_really_full_then_read_only_volume(tmpfs: Path, tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
     lines = [x for x in done.stderr.splitlines() if x.startswith("voicebox-worker")]
     assert len(lines) == 1 and "read-only" in lines[0], done.stderr
+
+
+def test_generation_that_hits_a_full_volume_answers_507(api_settings, monkeypatch):
+    from tests.support.api import audio_bytes
+
+    settings = api_settings
+    api_services = Services.for_worker(settings)
+    with TestClient(create_app(settings, services=api_services)) as api_client:
+        _generate_on_a_full_volume(api_client, api_services, settings, monkeypatch, audio_bytes)
+    api_services.close()
+
+
+def _generate_on_a_full_volume(api_client, api_services, settings, monkeypatch, audio_bytes):  # type: ignore[no-untyped-def]
+    pid = api_client.post("/profiles", json={"name": "g", "language": "en"}).json()["id"]
+    r = api_client.post(
+        f"/profiles/{pid}/samples",
+        files={"file": ("s.wav", audio_bytes(3.0), "audio/wav")},
+        data={"reference_text": "hello"},
+    )
+    assert r.status_code == 200, r.text
+    real_write = api_services.blobs.write_bytes
+
+    def full(rel, data):  # type: ignore[no-untyped-def]
+        if rel.startswith("generations/"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(settings.data_dir / rel))
+        return real_write(rel, data)
+
+    monkeypatch.setattr(api_services.blobs, "write_bytes", full)
+    r = api_client.post("/generate?wait=true", json={"profile_id": pid, "text": "Hello there."})
+    assert r.status_code == 507, r.text
+    assert "volume is full" in r.json()["detail"]
+    assert_no_path(r, settings)
+    (row,) = api_client.get("/history").json()["items"]
+    assert row["status"] == "failed" and "volume is full" in row["error"]
+    assert str(settings.volume) not in row["error"]
+    assert not [p for p in (settings.data_dir / "generations").rglob("*") if p.is_file()]

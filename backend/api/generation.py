@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from backend.db.errors import fault_from_message
 from backend.schemas import LANGUAGE_PATTERN, GenerationResponse
 from backend.services.generation import FINAL, GenerationInput, GenerationService
 
@@ -70,7 +71,15 @@ async def generate(
     )
     if wait:  # awaited, not blocking a thread: cheap routes never queue behind generations
         row = await service.wait_async(row.id, timeout=service.settings.job_timeout_seconds)
+        _raise_volume_fault(row)
     return GenerationResponse.from_row(row)
+
+
+def _raise_volume_fault(row) -> None:  # type: ignore[no-untyped-def]
+    """A generation that failed because the volume is full or read-only answers 507/503, like any write."""
+    fault = fault_from_message(row.error) if row.status == "failed" else None
+    if fault is not None:
+        raise fault
 
 
 @router.get("/generate/{generation_id}/status")
@@ -131,4 +140,5 @@ async def retry_generation(
     )
     if wait:
         row = await service.wait_async(row.id, timeout=service.settings.job_timeout_seconds)
+        _raise_volume_fault(row)
     return GenerationResponse.from_row(row)

@@ -55,6 +55,15 @@ VOLUME_READ_ONLY_MESSAGE = (
 )
 
 
+def fault_from_message(message: str | None) -> VolumeError | None:
+    """The fault a stored error message records (a failed generation's ``error``), or None."""
+    if message == VOLUME_FULL_MESSAGE:
+        return VolumeFullError(message)
+    if message == VOLUME_READ_ONLY_MESSAGE:
+        return VolumeReadOnlyError(message)
+    return None
+
+
 def volume_fault(exc: BaseException) -> VolumeError | None:
     """The volume fault behind an ``OSError`` or a SQLite error, or None for anything else.
 
