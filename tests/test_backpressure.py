@@ -178,9 +178,10 @@ def test_fifty_concurrent_generations_some_429_health_stays_fast(tiny_models, tm
             f"health: {len(ranked)} calls, p50 {ranked[len(ranked) // 2]:.1f} ms, "
             f"max {ranked[-1]:.1f} ms; answers {dict(codes)}"
         )
-        # 100 ms is the promise; a loaded 2-core CI box adds scheduler noise to a few calls (measured there:
-        # p50 7 ms, max 131 ms; before the fix the pool was taken by waiting generations: up to 19 s)
-        assert ranked[int(len(ranked) * 0.95)] < 100 and ranked[-1] < 1000, ranked[-5:]
+        # 100 ms is the promise, held by 95 % of the calls; a starved CPU adds scheduler noise to a few
+        # (measured on the 2-core box: p50 7-13 ms, max 131 ms at load 3.5 and 861 ms at load 10). Before the
+        # fix every call queued behind the waiting generations: up to 19 s.
+        assert ranked[int(len(ranked) * 0.95)] < 100 and ranked[-1] < 5000, ranked[-5:]
     finally:
         server.kill()
         server.wait(30)
