@@ -35,6 +35,7 @@ from backend.db.errors import (
     DatabaseError,
     LeaseTimeoutError,
     SchemaMismatchError,
+    VolumeError,
     VolumeFullError,
     WriteConflictError,
     volume_fault,
@@ -440,7 +441,10 @@ class VolumeDatabase:
                         f"{self.settings.lease_timeout:g} s; another worker is writing — retry"
                     ) from None
         except OSError as exc:
-            raise self._volume_fault(exc) from exc
+            fault = self._volume_fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
         held.lease = lease
         held.token = lease.token
         try:
@@ -491,13 +495,16 @@ class VolumeDatabase:
         try:
             return self._publish_file(work_path)
         except (OSError, sqlite3.Error) as exc:
-            raise self._volume_fault(exc) from exc
+            fault = self._volume_fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
 
-    def _volume_fault(self, exc: BaseException) -> BaseException:
-        """The volume fault behind ``exc`` (remembered for ``/health``), or ``exc`` itself."""
+    def _volume_fault(self, exc: BaseException) -> VolumeError | None:
+        """The volume fault behind ``exc`` (remembered for ``/health``), or None for anything else."""
         fault = volume_fault(exc)
         if fault is None:
-            return exc
+            return None
         kind = "volume full" if isinstance(fault, VolumeFullError) else "volume read-only"
         self.last_volume_fault = (time.monotonic(), kind)
         return fault
