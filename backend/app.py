@@ -119,6 +119,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             yield
         finally:
             expiry.cancel()
+            pool = getattr(_app.state, "cheap_pool", None)
+            if pool is not None:
+                pool.shutdown(wait=False)
             if owned:
                 services.close()
 

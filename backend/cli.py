@@ -1,7 +1,8 @@
 """The ``voicebox-worker`` command.
 
 Exit codes scripts can rely on: 0 success; 1 the operation failed (message on stderr); 2 bad usage; 3 the
-database needs attention (corrupt, at an unknown revision, or ``db check`` found a difference).
+database needs attention (corrupt, at an unknown revision, missing or empty while the volume holds a library, or
+``db check`` found a difference).
 Every command that reports something takes ``--json``.
 """
 
@@ -147,19 +148,40 @@ def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from volume_bootstrap.migrate import backup_shared
+    from backend.db.backups import BackupRefusedError, take_backup
 
-    backup = backup_shared(settings, _shared_revision(settings))
-    emit(args, {"backup": backup.name, "size": backup.stat().st_size}, backup.name)
+    try:
+        info = take_backup(settings, settings.db_path, _shared_revision(settings))
+    except BackupRefusedError as exc:
+        raise CommandError(str(exc), EXIT_DB) from None
+    data = {"backup": info.name, "size": info.facts.size, "rows": info.facts.rows}
+    emit(args, data, f"{info.name} ({info.facts.library_rows} rows)")
+    return EXIT_OK
+
+
+def _list_backups(args: argparse.Namespace, settings: Settings) -> int:
+    """``db restore`` without a name: the backup set, newest first, with what each holds."""
+    from backend.db.backups import inspect_backup, list_backups
+
+    infos = [inspect_backup(path) for path in list_backups(settings)]
+    lines = [
+        f"{i.name}  {i.facts.size} bytes  rows: "
+        + (", ".join(f"{k}={v}" for k, v in i.facts.rows.items()) or "none")
+        + ("" if i.facts.good else f"  NOT RESTORABLE ({i.facts.integrity})")
+        for i in infos
+    ]
+    emit(args, {"backups": [i.as_dict() for i in infos]}, "\n".join(lines) or "no backups")
     return EXIT_OK
 
 
 def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
     import shutil
 
-    from backend.db.volume_db import integrity_check, read_revision
+    from backend.db.backups import inspect_database
     from volume_bootstrap.migrate import known_revisions
 
+    if not args.file:
+        return _list_backups(args, settings)
     source = Path(args.file)
     if not source.is_file():
         source = settings.backups_dir / args.file
@@ -167,10 +189,10 @@ def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(
             f"no backup {args.file!r} (looked in {settings.backups_dir})", EXIT_USAGE
         )
-    verdict = integrity_check(source)
-    if verdict != "ok":
-        raise CommandError(f"{source.name} fails integrity_check: {verdict}", EXIT_DB)
-    revision = read_revision(source)
+    facts = inspect_database(source)
+    if not facts.good:
+        raise CommandError(f"{source.name} is not restorable: {facts.integrity}", EXIT_DB)
+    revision = facts.revision
     if revision not in known_revisions():
         raise CommandError(
             f"{source.name} is at revision {revision!r}, unknown to this image", EXIT_DB
@@ -221,9 +243,41 @@ def cmd_volume_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_volume_fsck(args: argparse.Namespace, settings: Settings) -> int:
     from volume_bootstrap.fsck import fsck_volume
 
-    report = fsck_volume(settings, _database(settings), repair=args.repair)
+    if args.force and not args.repair:
+        raise CommandError(
+            "--force only lifts the orphan bound of --repair; add --repair", EXIT_USAGE
+        )
+    report = fsck_volume(settings, _database(settings), repair=args.repair, force=args.force)
     emit(args, report.as_dict())
     return EXIT_OK
+
+
+def cmd_volume_trash(args: argparse.Namespace, settings: Settings) -> int:
+    """``volume trash`` lists what fsck moved aside; ``volume trash restore ENTRY...|--all`` puts it back."""
+    from backend.storage.blobs import UnsafePathError
+    from backend.storage.trash import Trash
+
+    trash = Trash(settings)
+    if args.action == "list":
+        entries = trash.entries()
+        lines = [f"{e.entry}  {e.rel or '(unknown origin)'}  {e.size} bytes" for e in entries]
+        emit(
+            args, {"entries": [e.as_dict() for e in entries]}, "\n".join(lines) or "trash is empty"
+        )
+        return EXIT_OK
+    names = [e.entry for e in trash.entries() if e.rel] if args.all else args.entries
+    if not names:
+        raise CommandError(
+            "name the entries to restore (see `volume trash list`) or pass --all", EXIT_USAGE
+        )
+    restored, failed = [], {}
+    for name in names:
+        try:
+            restored.append(trash.restore(name))
+        except (UnsafePathError, FileExistsError) as exc:
+            failed[name] = str(exc)
+    emit(args, {"restored": restored, "failed": failed}, f"restored {len(restored)} file(s)")
+    return EXIT_OK if not failed else EXIT_FAILED
 
 
 def cmd_volume_probe(args: argparse.Namespace, settings: Settings) -> int:
@@ -263,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("revision")
     add(db, "check", cmd_db_check, "integrity, revision and schema check")
     add(db, "backup", cmd_db_backup, "copy the database into db/backups")
-    p = add(db, "restore", cmd_db_restore, "publish a backup as the volume database")
-    p.add_argument("file", help="a name in db/backups or a path")
+    p = add(db, "restore", cmd_db_restore, "publish a backup (no name: list them with row counts)")
+    p.add_argument("file", nargs="?", default=None, help="a name in db/backups or a path")
     p = add(db, "adopt", cmd_db_adopt, "take a Voicebox data directory into the volume")
     p.add_argument("data_dir")
     p.add_argument("--move", action="store_true", help="move files instead of copying")
@@ -273,8 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="volume", required=True
     )
     add(vol, "status", cmd_volume_status, "layout, mount, revision, backups, lease")
-    p = add(vol, "fsck", cmd_volume_fsck, "reconcile files and rows")
+    p = add(vol, "fsck", cmd_volume_fsck, "reconcile files and rows (every row)")
     p.add_argument("--repair", action="store_true")
+    p.add_argument(
+        "--force", action="store_true", help="with --repair: move every orphan, not a bounded share"
+    )
+    p = add(vol, "trash", cmd_volume_trash, "list files fsck moved to trash/, or restore them")
+    p.add_argument("action", nargs="?", choices=("list", "restore"), default="list")
+    p.add_argument("entries", nargs="*", help="trash entries to restore")
+    p.add_argument("--all", action="store_true", help="restore every entry")
     p = add(vol, "probe", cmd_volume_probe, "measure what this volume guarantees")
     p.add_argument("--quick", action="store_true", help="fewer rounds, 1 MB publish only")
     p.add_argument(
@@ -312,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from backend.db.errors import (
         DatabaseCorruptError,
         DatabaseError,
+        LibraryMissingError,
         SchemaMismatchError,
     )
 
@@ -319,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args, settings))
     except CommandError as exc:
         return report_failure(args, str(exc), exc.code, "command")
-    except (SchemaMismatchError, DatabaseCorruptError) as exc:
+    except (SchemaMismatchError, DatabaseCorruptError, LibraryMissingError) as exc:
         return report_failure(args, str(exc), EXIT_DB, type(exc).__name__)
     except DatabaseError as exc:
         return report_failure(args, str(exc), EXIT_FAILED, type(exc).__name__)

@@ -36,7 +36,11 @@ SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_LEASE_SECONDS": "database lease duration; a killed holder is taken over after it; default 30",
     "VOICEBOX_LEASE_TIMEOUT": "seconds a write waits for the lease before answering 503; default 120",
     "VOICEBOX_DB_REFRESH_SECONDS": "min seconds between checks of the shared DB by reads (0: every read, one 100-byte header read; a worker then sees a peer's write at once); default 0",
-    "VOICEBOX_BACKUPS_KEEP": "database backups kept on the volume; default 5",
+    "VOICEBOX_BACKUPS_KEEP": "newest database backups always kept on the volume; default 5",
+    "VOICEBOX_BACKUP_INTERVAL": "seconds between rotating backups taken after a publish (0: off); default 3600",
+    "VOICEBOX_BACKUPS_HOURLY": "rotation: keep the newest backup of each of this many hours; default 24",
+    "VOICEBOX_BACKUPS_DAILY": "rotation: keep the newest backup of each of this many days; default 14",
+    "VOICEBOX_TRASH_DAYS": "days fsck keeps files in trash/ before deleting them; default 30",
     "VOICEBOX_JOB_LEASE_SECONDS": "lease of a running generation before peers may recover it; default 900",
     "VOICEBOX_IDLE_UNLOAD_SECONDS": "unload models after this idle time outside serverless (0=never); default 0",
     "VOICEBOX_HOST": "serve host; default 127.0.0.1",
@@ -47,6 +51,7 @@ SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_RESULT_BUDGET_MB": "largest inline RunPod answer before spilling to the volume; default 14",
     "VOICEBOX_CONCURRENCY": "RunPod jobs taken at once by one worker; default 1",
     "VOICEBOX_JOB_TIMEOUT_SECONDS": "per-job timeout inside the handler; default 570",
+    "VOICEBOX_MAX_QUEUED": "generations queued or running at once before 429; default 4 (16 for the fake and demo engines)",
     "VOICEBOX_READY_TIMEOUT_SECONDS": "cold start: seconds to wait for the server; default 120",
     "VOICEBOX_ALLOW_ADMIN_JOBS": "1: RunPod jobs may call admin routes; default 0",
     "VOICEBOX_API_KEYS": "comma-separated bearer keys for standalone serve; default unset (no auth)",
@@ -117,6 +122,10 @@ class Settings:
     lease_timeout: float = 120.0
     db_refresh_seconds: float = 0.0
     backups_keep: int = 5
+    backup_interval_seconds: float = 3600.0
+    backups_hourly: int = 24
+    backups_daily: int = 14
+    trash_days: float = 30.0
     job_lease_seconds: float = 900.0
     idle_unload_seconds: float = 0.0
     host: str = "127.0.0.1"
@@ -127,6 +136,7 @@ class Settings:
     result_budget_bytes: int = 14 * 1024 * 1024
     concurrency: int = 1
     job_timeout_seconds: float = 570.0
+    max_queued: int = 4
     ready_timeout_seconds: float = 120.0
     allow_admin_jobs: bool = False
     api_keys: tuple[str, ...] = ()
@@ -225,6 +235,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lease_timeout=_number(env, "VOICEBOX_LEASE_TIMEOUT", 120.0, minimum=0.1),
         db_refresh_seconds=_number(env, "VOICEBOX_DB_REFRESH_SECONDS", 0.0),
         backups_keep=int(_number(env, "VOICEBOX_BACKUPS_KEEP", 5, minimum=1)),
+        backup_interval_seconds=_number(env, "VOICEBOX_BACKUP_INTERVAL", 3600.0),
+        backups_hourly=int(_number(env, "VOICEBOX_BACKUPS_HOURLY", 24)),
+        backups_daily=int(_number(env, "VOICEBOX_BACKUPS_DAILY", 14)),
+        trash_days=_number(env, "VOICEBOX_TRASH_DAYS", 30.0),
         job_lease_seconds=_number(env, "VOICEBOX_JOB_LEASE_SECONDS", 900.0, minimum=1),
         idle_unload_seconds=_number(env, "VOICEBOX_IDLE_UNLOAD_SECONDS", 0.0),
         host=env.get("VOICEBOX_HOST", "127.0.0.1").strip() or "127.0.0.1",
@@ -235,6 +249,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         result_budget_bytes=int(_number(env, "VOICEBOX_RESULT_BUDGET_MB", 14, minimum=0.001) * mb),
         concurrency=int(_number(env, "VOICEBOX_CONCURRENCY", 1, minimum=1)),
         job_timeout_seconds=_number(env, "VOICEBOX_JOB_TIMEOUT_SECONDS", 570.0, minimum=1),
+        max_queued=int(_number(env, "VOICEBOX_MAX_QUEUED", default_max_queued(env), minimum=1)),
         ready_timeout_seconds=_number(env, "VOICEBOX_READY_TIMEOUT_SECONDS", 120.0, minimum=1),
         allow_admin_jobs=_truthy(env.get("VOICEBOX_ALLOW_ADMIN_JOBS")),
         api_keys=_keys(env.get("VOICEBOX_API_KEYS")),
@@ -260,6 +275,13 @@ def _origins(raw: str | None) -> tuple[tuple[str, ...], bool]:
                 f"VOICEBOX_CORS_ORIGINS: {item!r} is not an origin (scheme://host[:port]) or *"
             )
     return origins, any_origin
+
+
+def default_max_queued(env: Mapping[str, str]) -> int:
+    """Generations one worker accepts at once (queued or running): a real model synthesises one at a time and
+    takes seconds per request, so a short queue keeps waits bounded; the fake and demo engines are instant."""
+    model = env.get("VOICEBOX_TTS_MODEL", "").strip()
+    return 16 if model == "fake" or model.startswith("voicebox-demo/") else 4
 
 
 def _vfs(raw: str | None) -> str | None:

@@ -278,6 +278,11 @@ class HealthResponse(BaseModel):
     worker_id: str
     database_revision: str | None = None
     database_error: str | None = None
+    reasons: list[str] = Field(
+        default_factory=list,
+        description="why status is degraded: volume full/read-only, database missing/empty/unreadable, "
+        "lease unreachable",
+    )
     tts_model: str | None = None
     stt_model: str | None = None
     serverless: bool = False

@@ -24,6 +24,7 @@ def _settings(root: Path, name: str):  # type: ignore[no-untyped-def]
             "VOICEBOX_VOLUME": str(root / "volume"),
             "VOICEBOX_LOCAL_DIR": str(root / f"local-{name}"),
             "VOICEBOX_DB_REFRESH_SECONDS": "0",
+            "VOICEBOX_BACKUP_INTERVAL": "0",  # write figures without the hourly backup (bench_backup)
         }
     )
 

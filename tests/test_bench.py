@@ -25,6 +25,7 @@ def test_bench_short_prints_one_table() -> None:
     names = " ".join(table)
     for needle in (
         "db write",
+        "rotating backup",
         "bootstrap to ready",
         "handler_overhead",
         "base64",

@@ -173,3 +173,21 @@ def test_unix_none_vfs_really_turns_sqlite_locks_off(tmp_path) -> None:
 
     assert second_writer_gets_in(None) is False
     assert second_writer_gets_in("unix-none") is True
+
+
+def test_abandoned_marker_is_broken_by_its_age_without_waiting_a_lease(make_settings) -> None:
+    """A marker with no owner record already older than the lease is broken at once, not after one more
+    lease period of waiting (30 s per writer with the default lease)."""
+    import time
+
+    settings = make_settings(VOICEBOX_LEASE_SECONDS="6")
+    bootstrap(settings, run_fsck=False)
+    db = VolumeDatabase(settings, expected_revision=head_revision())
+    db.lease_path.write_bytes(b"")
+    old = time.time() - 3600
+    os.utime(db.lease_path, (old, old))
+    started = time.monotonic()
+    with db.write() as session:
+        session.add(Profile(name="no-wait"))
+    assert time.monotonic() - started < 3.0  # the old code waited the full 6 s lease first
+    assert count(db) == 1

@@ -145,6 +145,9 @@ def test_random_kills_during_migration(subprocess_env, make_settings) -> None:
     for attempt in range(6):
         if settings.db_path.exists():
             settings.db_path.unlink()
+        # a new volume each round: the last round's backups would (rightly) make a deleted database a
+        # refused library instead of a new volume
+        shutil.rmtree(settings.backups_dir, ignore_errors=True)
         old_database(subprocess_env)
         proc = spawn(["bootstrap"], subprocess_env(f"rk{attempt}"))
         time.sleep(rng.uniform(0.3, 1.5))

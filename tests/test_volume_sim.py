@@ -40,6 +40,7 @@ def test_bounded_simulation_loses_nothing() -> None:
     assert report["missing_files"] == 0 and report["partial_files"] == 0
     assert report["integrity"] == "ok"
     assert report["lease"] in ("released", "expired")
+    assert report["server_errors"] == 0, report.get("failures")
     assert report["ok"] and report["returncode"] == 0
 
 
@@ -63,3 +64,41 @@ def test_simulation_with_sqlite_locks_off() -> None:
     assert report["kills"] >= 5
     assert report["lost"] == 0, report.get("details", {}).get("lost")
     assert report["integrity"] == "ok" and report["ok"]
+
+
+def _load_sim():  # type: ignore[no-untyped-def]
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader(
+        "volume_sim", str(ROOT / "scripts" / "volume-sim")
+    )
+    spec = importlib.util.spec_from_loader("volume_sim", loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["volume_sim"] = module  # its dataclasses look their module up
+    loader.exec_module(module)
+    return module
+
+
+def test_any_5xx_fails_the_simulation() -> None:
+    sim = _load_sim()
+    failures = {"generate:400": 3, "create_profile:503": 1, "add_sample:500": 2, "x:ReadTimeout": 4}
+    assert sim.count_server_errors(failures) == {"create_profile:503": 1, "add_sample:500": 2}
+    assert sim.count_server_errors({"generate:429": 2, "generate:400": 1}) == {}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python")
+def test_runs_from_a_plain_shell() -> None:
+    """Started by the system python with a bare environment, it re-executes itself with the project venv."""
+    result = subprocess.run(
+        ["/usr/bin/python3", str(ROOT / "scripts" / "volume-sim"), "--json", "--workers", "1"]
+        + ["--seconds", "3", "--kill-rate", "0", "--lease-seconds", "1"],
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ok"] and report["server_errors"] == 0

@@ -90,6 +90,10 @@ def bootstrap(
         from volume_bootstrap.fsck import fsck_volume
 
         with _phase(report, "fsck"):
-            report.fsck = fsck_volume(settings, database, repair=True, bounded=True).as_dict()
+            created = result.action == "created"
+            fsck = fsck_volume(
+                settings, database, repair=True, bounded=True, database_created=created
+            )
+            report.fsck = fsck.summary()  # counts and the first few names: the line stays short
     report.phases["total"] = time.perf_counter() - total
     return report

@@ -6,6 +6,7 @@ leave nothing half-created; a missing volume must not be silently replaced by an
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import uuid
@@ -90,8 +91,11 @@ def probe_writable(volume: Path) -> None:
     except OSError as exc:
         raise VolumeError(_explain(exc, volume)) from exc
     finally:
-        first.unlink(missing_ok=True)
-        second.unlink(missing_ok=True)
+        # On a read-only volume even removing a file that was never made raises EROFS: that must not hide
+        # the one-line verdict above behind a traceback.
+        for leftover in (first, second):
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
 
 
 def ensure_layout(settings: Settings) -> list[str]:

@@ -9,25 +9,31 @@ file; with the transaction issued by SQLAlchemy, SQLite's journal rolls it back.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 
 from backend.config import Settings
+from backend.db.backups import (
+    database_state,
+    library_refusal,
+    rotate,
+    take_backup,
+)
+from backend.db.backups import (
+    list_backups as list_backups,  # re-exported: callers find the set here
+)
 from backend.db.errors import DatabaseCorruptError, SchemaMismatchError
 from backend.db.volume_db import (
+    SHARED_NAME,
     VolumeDatabase,
     WorkCopy,
-    fsync_dir,
     integrity_check,
     read_revision,
     restore_hint,
@@ -165,35 +171,19 @@ class MigrationResult:
 
 
 def backup_shared(settings: Settings, revision: str | None) -> Path:
-    """Copy the (immutable, only ever replaced) shared file into ``db/backups`` and keep the newest N."""
-    settings.backups_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = settings.backups_dir / f"voicebox-{revision or 'none'}-{stamp}.db"
-    tmp = settings.backups_dir / f".{target.name}.partial"
-    with open(settings.db_path, "rb") as src, open(tmp, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1024 * 1024)
-        dst.flush()
-        os.fsync(dst.fileno())
-    os.replace(tmp, target)
-    fsync_dir(settings.backups_dir)
-    prune_backups(settings)
-    return target
+    """Copy the (immutable, only ever replaced) shared file into the verified backup set, then rotate.
 
-
-def list_backups(settings: Settings) -> list[Path]:
-    """Newest first."""
-    if not settings.backups_dir.is_dir():
-        return []
-    return sorted(settings.backups_dir.glob("voicebox-*.db"), key=lambda p: p.name, reverse=True)
+    Raises ``BackupRefusedError`` for an empty or unreadable file: that is never filed as a backup.
+    """
+    return settings.backups_dir / take_backup(settings, settings.db_path, revision).name
 
 
 def prune_backups(settings: Settings) -> None:
-    for old in list_backups(settings)[settings.backups_keep :]:
-        old.unlink(missing_ok=True)
+    rotate(settings)
 
 
 def _corrupt_message(settings: Settings, detail: str) -> str:
-    return f"the shared database {settings.db_path} is corrupt ({detail}); {restore_hint(settings)}"
+    return f"the shared database {SHARED_NAME} is corrupt ({detail}); {restore_hint(settings)}"
 
 
 def migrate_volume(
@@ -203,6 +193,7 @@ def migrate_volume(
     started = time.monotonic()
     head = head_revision() if target == "head" else target
     known = known_revisions()
+    _refuse_missing_library(settings)
 
     # Fast path without the lease: most cold starts find the database already at head.
     if settings.db_path.exists():
@@ -219,6 +210,19 @@ def migrate_volume(
     result.seconds = time.monotonic() - started
     log.info("database %s: %s -> %s", result.action, result.from_revision, result.to_revision)
     return result
+
+
+def _refuse_missing_library(settings: Settings, state: str | None = None) -> None:
+    """A missing, empty or table-less database on a volume that holds a library is a fault, not a new volume.
+
+    Creating one would publish an empty library and let fsck trash the real files as orphans. ``state`` is
+    the database's state when the caller already knows it (else the shared file's, cheaply).
+    """
+    state = state or database_state(settings.db_path)
+    if state is not None:
+        refusal = library_refusal(settings, state)
+        if refusal is not None:
+            raise refusal
 
 
 def _refuse_unknown(found: str | None, known: list[str], head: str) -> None:
@@ -239,7 +243,11 @@ def _check_integrity(settings: Settings, path: Path) -> None:
 def _migrate_work_copy(
     settings: Settings, work: WorkCopy, head: str, known: list[str], adopt_legacy: bool
 ) -> MigrationResult:
-    exists = work.path.exists()
+    # again under the lease, on the pulled copy (any size): the file may have changed meanwhile
+    state = database_state(work.path, max_bytes=None) if work.path.exists() else "missing"
+    if state is not None:
+        _refuse_missing_library(settings, state)
+    exists = state is None
     if exists:
         _check_integrity(settings, work.path)
     found = read_revision(work.path) if exists else None

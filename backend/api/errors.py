@@ -8,6 +8,7 @@ missing profiles. Answers keep Voicebox's ``{"detail": ...}`` shape.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import uuid
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.api.admin import flat_routes
@@ -22,11 +24,16 @@ from backend.db.errors import (
     DatabaseCorruptError,
     DatabaseError,
     LeaseTimeoutError,
+    LibraryMissingError,
     SchemaMismatchError,
     VolumeError,
+    VolumeFullError,
+    VolumeReadOnlyError,
     WriteConflictError,
+    volume_fault,
 )
 from backend.services.errors import (
+    BusyError,
     ConflictError,
     NotFoundError,
     PayloadTooLargeError,
@@ -40,6 +47,7 @@ log = logging.getLogger("voicebox.api")
 
 #: service error → status; the first matching class wins (subclasses before bases).
 STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
+    (BusyError, 429),
     (NotFoundError, 404),
     (ConflictError, 409),
     (PayloadTooLargeError, 413),
@@ -47,6 +55,8 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (ServiceError, 400),
 )
 RETRY_AFTER_SECONDS = "5"
+#: a full volume is not fixed in seconds: clients should back off longer (507 Insufficient Storage)
+FULL_RETRY_AFTER_SECONDS = "60"
 
 
 def status_for(exc: Exception) -> int:
@@ -62,6 +72,8 @@ def _detail(status: int, message: str, headers: dict[str, str] | None = None) ->
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
+    if isinstance(exc, BusyError):
+        return _detail(429, exc.message, {"Retry-After": str(exc.retry_after)})
     return _detail(status_for(exc), exc.message)
 
 
@@ -73,15 +85,39 @@ async def _unsafe_path(_request: Request, exc: Exception) -> JSONResponse:
     return _detail(400, f"refused: {exc}")
 
 
+def _volume_fault_answer(fault: VolumeError) -> JSONResponse:
+    """507 for a full volume, 503 for a read-only one; the message names the fault, never a path."""
+    if isinstance(fault, VolumeFullError):
+        log.error("volume full: %s", fault)
+        return _detail(507, str(fault), {"Retry-After": FULL_RETRY_AFTER_SECONDS})
+    log.error("volume read-only: %s", fault)
+    return _detail(503, str(fault), {"Retry-After": FULL_RETRY_AFTER_SECONDS})
+
+
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, VolumeFullError | VolumeReadOnlyError):
+        return _volume_fault_answer(exc)
     if isinstance(exc, LeaseTimeoutError | WriteConflictError):
         log.warning("database busy: %s", exc)
         return _detail(503, str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
-    if isinstance(exc, SchemaMismatchError | DatabaseCorruptError | VolumeError):
+    if isinstance(
+        exc, SchemaMismatchError | DatabaseCorruptError | LibraryMissingError | VolumeError
+    ):
         log.error("database unusable: %s", exc)
         return _detail(503, str(exc))
     log.error("database error: %s", exc)
     return _detail(503, str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _os_error(request: Request, exc: Exception) -> JSONResponse:
+    """ENOSPC/EROFS from any file or SQLite write on the volume: the volume's fault, said so; else a 500."""
+    fault = volume_fault(exc)
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    if fault is None and isinstance(orig, BaseException):
+        fault = volume_fault(orig)
+    if fault is not None:
+        return _volume_fault_answer(fault)
+    return await _unexpected(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -154,4 +190,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AudioValidationError, _audio_error)
     app.add_exception_handler(UnsafePathError, _unsafe_path)
     app.add_exception_handler(DatabaseError, _database_error)
+    app.add_exception_handler(OSError, _os_error)
+    app.add_exception_handler(sqlite3.Error, _os_error)
+    app.add_exception_handler(SQLAlchemyError, _os_error)
     app.add_exception_handler(Exception, _unexpected)

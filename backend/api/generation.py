@@ -10,11 +10,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from backend.api.deps import file_answer
+from backend.db.errors import fault_from_message
 from backend.schemas import LANGUAGE_PATTERN, GenerationResponse
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
 from backend.services.generation import FINAL, GenerationInput, GenerationService
@@ -72,8 +74,14 @@ def generation_service(request: Request) -> GenerationService:
     return request.app.state.services.generation
 
 
-@router.post("/generate", response_model=GenerationResponse)
-def generate(
+@router.post(
+    "/generate",
+    response_model=GenerationResponse,
+    responses={
+        429: {"description": "the generation queue is full (VOICEBOX_MAX_QUEUED); Retry-After"}
+    },
+)
+async def generate(
     body: GenerationRequest,
     request: Request,
     wait: bool = Query(False, description="answer only when the audio is durable (or failed)"),
@@ -84,8 +92,10 @@ def generate(
     if refusal is not None:
         raise ValidationError(refusal)
     service = generation_service(request)
-    defaults = request.app.state.services.app_settings.generation()
-    row = service.start(
+    services = request.app.state.services
+    defaults = await anyio.to_thread.run_sync(services.app_settings.generation)
+    row = await anyio.to_thread.run_sync(
+        service.start,
         GenerationInput(
             profile_id=body.profile_id,
             text=body.text,
@@ -100,21 +110,29 @@ def generate(
             normalize=defaults.normalize_audio if body.normalize is None else body.normalize,
             request_id=x_request_id,
             generation_id=x_generation_id or None,
-        )
+        ),
     )
-    if wait:
-        row = service.wait(row.id, timeout=service.settings.job_timeout_seconds)
+    if wait:  # awaited, not blocking a thread: cheap routes never queue behind generations
+        row = await service.wait_async(row.id, timeout=service.settings.job_timeout_seconds)
+        _raise_volume_fault(row)
     return GenerationResponse.from_row(row)
 
 
+def _raise_volume_fault(row) -> None:  # type: ignore[no-untyped-def]
+    """A generation that failed because the volume is full or read-only answers 507/503, like any write."""
+    fault = fault_from_message(row.error) if row.status == "failed" else None
+    if fault is not None:
+        raise fault
+
+
 @router.post("/generate/stream", responses=file_answer("audio/wav"))
-def generate_stream(
+async def generate_stream(
     body: GenerationRequest,
     request: Request,
     x_request_id: str | None = Header(default=None, max_length=128),
 ) -> Response:
     """Voicebox's streaming route: here the WAV is sent whole once it is durable (a history row as usual)."""
-    row = generate(body, request, wait=True, x_request_id=x_request_id, x_generation_id=None)
+    row = await generate(body, request, wait=True, x_request_id=x_request_id, x_generation_id=None)
     if row.status != "completed" or not row.audio_path:
         raise ConflictError(f"generation {row.id} {row.status}: {row.error or 'no audio'}")
     services = request.app.state.services
@@ -196,14 +214,15 @@ def cancel_generation(generation_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/generate/{generation_id}/retry", response_model=GenerationResponse)
-def retry_generation(
+async def retry_generation(
     generation_id: str,
     request: Request,
     wait: bool = Query(False),
 ) -> GenerationResponse:
     """Re-run a failed generation in the same row (same id), as Voicebox does."""
     service = generation_service(request)
-    row = service.retry(generation_id)
+    row = await anyio.to_thread.run_sync(service.retry, generation_id)
     if wait:
-        row = service.wait(row.id, timeout=service.settings.job_timeout_seconds)
+        row = await service.wait_async(row.id, timeout=service.settings.job_timeout_seconds)
+        _raise_volume_fault(row)
     return GenerationResponse.from_row(row)

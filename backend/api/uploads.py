@@ -8,6 +8,7 @@ refused before reading anything, and files land on the volume where the import m
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from backend.api.deps import get_services
 from backend.config import Settings
+from backend.db.errors import volume_fault
 from backend.services.common import VOLUME_NAME_MAX, VOLUME_NAME_PATTERN
 from backend.services.container import Services
 from backend.services.errors import PayloadTooLargeError, ValidationError
@@ -189,6 +191,14 @@ async def read_multipart(
     except (PayloadTooLargeError, ValidationError):
         _abort(form, handles, part)
         raise
+    except (
+        OSError
+    ) as exc:  # writing the staged file failed: the volume's fault, not the client's body
+        _abort(form, handles, part)
+        fault = volume_fault(exc)
+        if fault is not None:
+            raise fault from None
+        raise
     except Exception as exc:  # noqa: BLE001 - python-multipart raises several kinds on a broken body
         _abort(form, handles, part)
         raise ValidationError(f"the multipart body could not be parsed: {exc}") from None
@@ -201,8 +211,10 @@ async def read_multipart(
 def _abort(form: UploadForm, handles: set[BinaryIO], part: _Part) -> None:
     for handle in handles | ({part.handle} if part.handle else set()):
         if handle is not None and not handle.closed:
-            handle.close()
-    form.cleanup()
+            with contextlib.suppress(OSError):  # a full volume fails the close's flush too
+                handle.close()
+    with contextlib.suppress(OSError):
+        form.cleanup()
 
 
 def _missing(name: str) -> dict[str, Any]:

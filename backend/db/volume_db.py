@@ -29,12 +29,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from backend.config import Settings
+from backend.db.backups import database_state, library_refusal
 from backend.db.errors import (
     DatabaseCorruptError,
     DatabaseError,
     LeaseTimeoutError,
     SchemaMismatchError,
+    VolumeError,
+    VolumeFullError,
     WriteConflictError,
+    volume_fault,
 )
 
 log = logging.getLogger(__name__)
@@ -126,15 +130,15 @@ def read_revision(path: Path) -> str | None:
 
 
 def restore_hint(settings: Settings) -> str:
-    """What to do about a corrupt shared database: the newest backup and the command that restores it."""
-    backups = (
-        sorted(settings.backups_dir.glob("voicebox-*.db"), key=lambda p: p.name, reverse=True)
-        if settings.backups_dir.is_dir()
-        else []
-    )
-    if not backups:
-        return "no backup exists on the volume"
-    return f"restore the latest backup: voicebox-worker db restore {backups[0].name}"
+    """What to do about a corrupt shared database: the newest good backup and the command that restores it."""
+    from backend.db.backups import restore_hint as newest_backup_hint
+
+    return newest_backup_hint(settings)
+
+
+SHARED_NAME = (
+    "voicebox/db/voicebox.db"  # how answers name the shared file: never the server's absolute path
+)
 
 
 class _ReadWriteLock:
@@ -188,6 +192,7 @@ class DatabaseStats:
     publishes: int = 0
     writes: int = 0
     fence_failures: int = 0
+    backups: int = 0
 
 
 class VolumeDatabase:
@@ -215,6 +220,9 @@ class VolumeDatabase:
         self._pulled: VersionKey | None = None
         self._local_revision: str | None = None
         self._last_check = 0.0
+        self._next_backup_check = 0.0
+        #: (monotonic time, "volume full" | "volume read-only") of the last write that hit one: for /health
+        self.last_volume_fault: tuple[float, str] | None = None
         self._rw = _ReadWriteLock()
         self._write_mutex = threading.Lock()
         self._refresh_mutex = threading.Lock()
@@ -241,9 +249,7 @@ class VolumeDatabase:
             self._last_check = now
             current = version_key(self.shared_path)
             if current is None:
-                raise DatabaseError(
-                    f"no database at {self.shared_path}: run `voicebox-worker bootstrap` first"
-                )
+                raise self._missing_database("missing")
             if current == self._pulled and self.local_path.exists():
                 return False
             self._pull()
@@ -263,7 +269,7 @@ class VolumeDatabase:
                 revision = read_revision(tmp)
             except sqlite3.DatabaseError as exc:
                 raise DatabaseCorruptError(
-                    f"the shared database {self.shared_path} is not a readable SQLite file ({exc}); "
+                    f"the shared database {SHARED_NAME} is not a readable SQLite file ({exc}); "
                     + restore_hint(self.settings)
                 ) from exc
             with self._rw.exclusive():
@@ -273,6 +279,15 @@ class VolumeDatabase:
             self.stats.pulls += 1
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _missing_database(self, state: str) -> DatabaseError:
+        """A refusal naming the newest backup when the volume holds a library, else the bootstrap hint."""
+        refusal = library_refusal(self.settings, state)
+        if refusal is not None:
+            return refusal
+        return DatabaseError(
+            f"the volume database is {state}: run `voicebox-worker bootstrap` first"
+        )
 
     def _local_engine(self) -> Engine:
         if self._engine is None:
@@ -317,6 +332,8 @@ class VolumeDatabase:
                 self._pulled = version_key(self.shared_path)
             elif self.shared_path.exists():
                 self.refresh(force=True)
+            elif check_schema and self.expected_revision is not None:
+                raise self._missing_database("missing")
             else:
                 self._pulled = None
             base = self._pulled
@@ -343,14 +360,44 @@ class VolumeDatabase:
                     self._pulled = published
                     self._local_revision = read_revision(self.local_path)
                 self.stats.publishes += 1
+                self._rotating_backup()
             finally:
                 work.path.unlink(missing_ok=True)
                 Path(f"{work.path}-journal").unlink(missing_ok=True)
+
+    def _rotating_backup(self) -> None:
+        """After a publish, still under the lease: copy the database into the backup set when one is due.
+
+        Checked against the backup folder at most once per interval (the answer is remembered), skipped for a
+        database with no library rows, and never allowed to fail the write that was already published.
+        """
+        if self.settings.backup_interval_seconds <= 0 or time.monotonic() < self._next_backup_check:
+            return
+        from backend.db.backups import backup_due, inspect_database, take_backup
+
+        try:
+            wait = backup_due(self.settings)
+            if wait is None or wait > 0:
+                self._next_backup_check = time.monotonic() + (wait or 0.0)
+                return
+            if inspect_database(self.local_path).library_rows == 0:
+                return  # nothing to protect yet; ask again after the next publish
+            info = take_backup(self.settings, self.local_path, self._local_revision)
+            self.stats.backups += 1
+            self._next_backup_check = time.monotonic() + self.settings.backup_interval_seconds
+            log.info("rotating backup %s (%d rows)", info.name, info.facts.library_rows)
+        except Exception:  # noqa: BLE001 - the publish is durable; a backup failure is only logged
+            self._next_backup_check = time.monotonic() + 60.0
+            log.warning("rotating backup failed", exc_info=True)
 
     def _check_schema(self) -> None:
         if self.expected_revision is None or self._pulled is None:
             return
         found = self._local_revision
+        if found is None and self.expected_revision is not None:
+            state = database_state(self.local_path, max_bytes=None)
+            if state is not None:
+                raise self._missing_database(state)
         if found != self.expected_revision:
             raise SchemaMismatchError(
                 f"the volume database is at revision {found!r} but this worker's code expects "
@@ -368,26 +415,36 @@ class VolumeDatabase:
         """Hold the volume-wide write lease; a killed holder is taken over after ``lease_seconds``."""
         from filelock import SoftFileLease, Timeout
 
-        self.lease_path.parent.mkdir(parents=True, exist_ok=True)
         held = _HeldLease()
         lease = SoftFileLease(
             str(self.lease_path),
             lease_duration=self.settings.lease_seconds,
             on_compromise=held.mark_compromised,
         )
+        # Polled in slices so an abandoned marker is broken as soon as it is older than the lease, not after
+        # one more full lease period of waiting.
+        step = max(0.25, min(1.0, self.settings.lease_seconds / 4))
         deadline = time.monotonic() + self.settings.lease_timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                lease.acquire(timeout=max(0.0, min(remaining, self.settings.lease_seconds)))
-                break
-            except Timeout:
-                if self._break_abandoned_marker() or time.monotonic() < deadline:
-                    continue
-                raise LeaseTimeoutError(
-                    f"the database lease ({self.lease_path.name}) stayed busy for "
-                    f"{self.settings.lease_timeout:g} s; another worker is writing — retry"
-                ) from None
+        try:
+            self.lease_path.parent.mkdir(parents=True, exist_ok=True)
+            self._break_abandoned_marker()
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    lease.acquire(timeout=max(0.0, min(remaining, step)))
+                    break
+                except Timeout:
+                    if self._break_abandoned_marker() or time.monotonic() < deadline:
+                        continue
+                    raise LeaseTimeoutError(
+                        f"the database lease ({self.lease_path.name}) stayed busy for "
+                        f"{self.settings.lease_timeout:g} s; another worker is writing — retry"
+                    ) from None
+        except OSError as exc:
+            fault = self._volume_fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
         held.lease = lease
         held.token = lease.token
         try:
@@ -430,7 +487,29 @@ class VolumeDatabase:
             raise WriteConflictError(f"write not published: {reason}; retry the request")
 
     def _publish(self, work_path: Path) -> VersionKey:
-        """Backup API into a temp file beside the shared one → fsync → os.replace → fsync(dir)."""
+        """Backup API into a temp file beside the shared one → fsync → os.replace → fsync(dir).
+
+        A full or read-only volume is reported as such (``VolumeFullError``/``VolumeReadOnlyError``): the temp
+        file is removed and the shared file is untouched, so nothing partial is ever visible.
+        """
+        try:
+            return self._publish_file(work_path)
+        except (OSError, sqlite3.Error) as exc:
+            fault = self._volume_fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
+
+    def _volume_fault(self, exc: BaseException) -> VolumeError | None:
+        """The volume fault behind ``exc`` (remembered for ``/health``), or None for anything else."""
+        fault = volume_fault(exc)
+        if fault is None:
+            return None
+        kind = "volume full" if isinstance(fault, VolumeFullError) else "volume read-only"
+        self.last_volume_fault = (time.monotonic(), kind)
+        return fault
+
+    def _publish_file(self, work_path: Path) -> VersionKey:
         db_dir = self.shared_path.parent
         tmp = db_dir / f"{self.shared_path.name}.tmp-{uuid.uuid4().hex}"
         try:

@@ -155,8 +155,10 @@ def start_watchdog(server: ServerThread, *, exit_code: int = 1) -> threading.Thr
 
 
 def concurrency_modifier(settings: Any) -> Callable[[int], int]:
-    """The SDK calls this every loop turn; the answer is the setting (the GPU lock serializes inference)."""
-    wanted = max(1, int(settings.concurrency))
+    """The SDK calls this every loop turn; the answer is the setting (the GPU lock serializes inference),
+    never more than the generation queue accepts (``VOICEBOX_MAX_QUEUED``), so a RunPod job is never
+    answered 429 by its own worker."""
+    wanted = max(1, min(int(settings.concurrency), int(settings.max_queued)))
 
     def modifier(_current: int) -> int:
         return wanted

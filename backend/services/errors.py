@@ -34,3 +34,11 @@ class PayloadTooLargeError(ServiceError):
 
 class UnsupportedMediaError(ValidationError):
     """A file is not of a type this endpoint accepts (400, like every other validation failure)."""
+
+
+class BusyError(ServiceError):
+    """The worker is at its bound of queued work (``VOICEBOX_MAX_QUEUED``): retry after ``retry_after`` (429)."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

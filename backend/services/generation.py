@@ -10,6 +10,7 @@ poll ``/generate/{id}/status`` (Voicebox's contract) or wait (``?wait=true``, us
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -23,9 +24,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.db.errors import volume_fault
 from backend.db.models import Generation, Profile, new_id, utcnow
 from backend.services.common import write_retrying
-from backend.services.errors import ConflictError, NotFoundError, ValidationError
+from backend.services.errors import BusyError, ConflictError, NotFoundError, ValidationError
 from backend.storage.audio import encode_audio, normalize_loudness
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIVE = ("generating",)
+RETRY_AFTER_SECONDS = 5
 #: ``cancelled`` is only found in rows written before cancel became Voicebox's ``failed`` + CANCELLED_ERROR
 FINAL = ("completed", "failed", "cancelled")
 #: Voicebox's error of a cancelled generation: the desktop app knows only ``failed``, and shows this message
@@ -85,6 +88,7 @@ class GenerationService:
         self._progress: dict[str, tuple[int, int]] = {}
         self._running: set[str] = set()
         self._mutex = threading.Lock()
+        self._pending = 0  # queued or running on this worker; bounded by ``max_queued``
 
     # ------------------------------------------------------------------ start
     def start(self, request: GenerationInput) -> Generation:
@@ -93,6 +97,48 @@ class GenerationService:
             raise ConflictError("no TTS engine is configured on this worker")
         if not request.text.strip():
             raise ValidationError("text is empty")
+        request_id = (request.request_id or "").strip()
+        # a retried RunPod job answers its first attempt, even when the queue is full
+        if request_id:
+            with self.services.db.read() as session:
+                existing = session.scalar(
+                    select(Generation).where(Generation.request_id == request_id)
+                )
+            if existing is not None:
+                self._ensure_event(existing.id, done=existing.status in FINAL)
+                return existing
+        self._reserve()
+        try:
+            row, queued = self._start(request)
+        except BaseException:
+            self._release()
+            raise
+        if not queued:
+            self._release()
+        return row
+
+    def _reserve(self) -> None:
+        """Take a queue slot or refuse at once (429): a bounded queue keeps waits, memory and the
+        executor's backlog bounded instead of accepting work no one will wait for."""
+        with self._mutex:
+            if self._pending >= self.settings.max_queued:
+                raise BusyError(
+                    f"this worker already has {self._pending} generation(s) queued or running "
+                    f"(VOICEBOX_MAX_QUEUED={self.settings.max_queued}); retry shortly",
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
+            self._pending += 1
+
+    def _release(self) -> None:
+        with self._mutex:
+            self._pending -= 1
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def _start(self, request: GenerationInput) -> tuple[Generation, bool]:
+        """The intent row and the queued synthesis; ``False`` when a retried request answered instead."""
         now = utcnow()
         gen_id = _checked_id(request.generation_id) if request.generation_id else new_id()
         request_id = (request.request_id or "").strip() or None  # an empty header is no id
@@ -101,14 +147,14 @@ class GenerationService:
                 chosen = session.get(Generation, gen_id)
                 if chosen is not None:  # the same request delivered twice: answer with the first
                     self._ensure_event(chosen.id, done=chosen.status in FINAL)
-                    return chosen
+                    return chosen, False
             if request_id:
                 existing = session.scalar(
                     select(Generation).where(Generation.request_id == request_id)
                 )
                 if existing is not None:  # a retried RunPod job: answer with the first attempt
                     self._ensure_event(existing.id, done=existing.status in FINAL)
-                    return existing
+                    return existing, False
             profile = session.get(Profile, request.profile_id)
             if profile is None:
                 raise NotFoundError(f"profile {request.profile_id} not found")
@@ -138,7 +184,7 @@ class GenerationService:
             session.add(row)
         self._ensure_event(gen_id, done=False)
         self._executor.submit(self._run, gen_id, request, time.monotonic())
-        return row
+        return row, True
 
     def _model_size(self) -> str | None:
         repo = self.settings.tts_model
@@ -231,6 +277,7 @@ class GenerationService:
             self._cancel.discard(gen_id)
             self._running.discard(gen_id)
             self._progress.pop(gen_id, None)
+            self._release()
             self._ensure_event(gen_id, done=True)
 
     def _profile_samples(self, profile_id: str) -> list[tuple[bytes, str]]:
@@ -291,6 +338,22 @@ class GenerationService:
                     break
                 time.sleep(0.5)
         return self.get(gen_id)
+
+    async def wait_async(self, gen_id: str, timeout: float) -> Generation:
+        """``wait`` without holding a thread: a request waiting for its audio must not take a slot of the
+        pool that cheap requests (profiles, history) are answered on."""
+        event = self._done.get(gen_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if event is not None:
+                if event.is_set():
+                    break
+                await asyncio.sleep(0.05)
+                continue
+            if (await asyncio.to_thread(self.get, gen_id)).status in FINAL:
+                break  # owned by another worker: poll the shared database
+            await asyncio.sleep(0.5)
+        return await asyncio.to_thread(self.get, gen_id)
 
     def cancel(self, gen_id: str) -> Generation:
         """Stop a generation of this worker: the row becomes ``failed`` with ``CANCELLED_ERROR`` (Voicebox's).
@@ -369,19 +432,24 @@ class GenerationService:
                 f"generation {gen_id} was cancelled but has not left this worker's queue yet; "
                 "retry in a moment"
             )
-        with self.services.db.write() as session:
-            row = reset(session)
-            request = GenerationInput(
-                profile_id=row.profile_id or "",
-                text=row.text,
-                language=row.language,
-                seed=row.seed,
-                instruct=row.instruct,
-                source=row.source,
-            )
-        with self._mutex:
-            self._done[gen_id] = threading.Event()  # a new run: waiters wait for this one
-        self._executor.submit(self._run, gen_id, request, time.monotonic())
+        self._reserve()  # a re-run takes a queue slot like a new generation (429 when full)
+        try:
+            with self.services.db.write() as session:
+                row = reset(session)
+                request = GenerationInput(
+                    profile_id=row.profile_id or "",
+                    text=row.text,
+                    language=row.language,
+                    seed=row.seed,
+                    instruct=row.instruct,
+                    source=row.source,
+                )
+            with self._mutex:
+                self._done[gen_id] = threading.Event()  # a new run: waiters wait for this one
+            self._executor.submit(self._run, gen_id, request, time.monotonic())
+        except BaseException:
+            self._release()
+            raise
         return row
 
     def clear_failed(self) -> int:
@@ -414,5 +482,6 @@ def _checked_id(value: str) -> str:
 
 
 def _describe(exc: Exception) -> str:
-    message = str(exc) or type(exc).__name__
+    fault = volume_fault(exc)  # a full or read-only volume is said so, without the file's path
+    message = str(fault or exc) or type(exc).__name__
     return message[:2000]

@@ -11,6 +11,8 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+from backend.services.volume_health import volume_reasons
+
 if TYPE_CHECKING:
     from backend.services.container import Services
 
@@ -53,12 +55,17 @@ def health_info(services: Services) -> dict[str, Any]:
         "serverless": settings.serverless,
         "version": VERSION,
     }
+    reasons = volume_reasons(services.db)
     try:
         services.db.refresh()
         info["database_revision"] = services.db.local_revision
     except Exception as exc:  # noqa: BLE001 - health reports problems, it does not raise them
-        info["status"] = "degraded"
         info["database_error"] = str(exc)
+        if not any(r.startswith("database") for r in reasons):
+            reasons.append("database unreadable")
+    if reasons:
+        info["status"] = "degraded"
+        info["reasons"] = reasons
     info.update(_gpu_from_torch())
     probe = getattr(services.engines, "health", None)
     if callable(probe):

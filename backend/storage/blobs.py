@@ -78,6 +78,7 @@ class BlobStore:
         self.root = settings.data_dir
         self.tmp_dir = settings.tmp_dir
         self.trash_dir = settings.trash_dir
+        self.settings = settings
 
     def path(self, rel: str) -> Path:
         """The file ``rel`` names under ``voicebox/``; never through a symbolic link (``no_links_below``)."""
@@ -158,7 +159,7 @@ class BlobStore:
         shutil.rmtree(self.path(rel), ignore_errors=True)
 
     def move_to_trash(self, rel: str) -> str:
-        target = self.trash_dir / f"{uuid.uuid4().hex}-{safe_relative(rel).name}"
-        self.trash_dir.mkdir(parents=True, exist_ok=True)
-        os.replace(self._entry(rel), target)
-        return target.name
+        """Move a file into ``trash/`` keeping its path (restorable); returns the trash entry's name."""
+        from backend.storage.trash import Trash
+
+        return Trash(self.settings).put(rel)
