@@ -41,10 +41,10 @@ def emit(args: argparse.Namespace, data: object, text: str | None = None) -> Non
 
 
 def _database(settings: Settings):  # type: ignore[no-untyped-def]
-    from backend.db.volume_db import VolumeDatabase
+    from backend.db.interface import open_database
     from volume_bootstrap.migrate import head_revision
 
-    return VolumeDatabase(settings, expected_revision=head_revision())
+    return open_database(settings, expected_revision=head_revision())
 
 
 # ---------------------------------------------------------------- bootstrap / serve
@@ -78,7 +78,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from volume_bootstrap.migrate import migrate_volume
 
     ensure_layout(settings)
-    result = migrate_volume(settings, _database(settings), target=args.to)
+    result = migrate_volume(settings, _database(settings), target=args.to, backed_up=args.backed_up)
     emit(args, result.as_dict(), f"{result.action}: {result.from_revision} -> {result.to_revision}")
     return EXIT_OK
 
@@ -91,10 +91,24 @@ def _shared_revision(settings: Settings) -> str | None:
     return read_revision(settings.db_path)
 
 
+def _server_only(settings: Settings, what: str) -> None:
+    """Commands that work on the volume's file say so instead of doing it when PostgreSQL is in use."""
+    if settings.database_url:
+        raise CommandError(
+            f"`db {what}` works on the volume's SQLite database; with VOICEBOX_DATABASE_URL set use "
+            "PostgreSQL's own tools (pg_dump / pg_restore, docs/architecture.md)",
+            EXIT_USAGE,
+        )
+
+
 def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
     from volume_bootstrap.migrate import head_revision, known_revisions
 
-    current = _shared_revision(settings)
+    current = (
+        _database(settings).current_revision()
+        if settings.database_url
+        else _shared_revision(settings)
+    )
     head = head_revision()
     data = {
         "current": current,
@@ -120,6 +134,7 @@ def cmd_db_history(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
     from volume_bootstrap.migrate import backup_shared, downgrade_file, read_revision
 
+    _server_only(settings, "downgrade")
     db = _database(settings)
     with db.write_file(check_schema=False) as work:
         if not work.path.exists():
@@ -137,6 +152,8 @@ def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
     from volume_bootstrap.migrate import head_revision, schema_differences
 
     db = _database(settings)
+    if settings.database_url:
+        return _check_server(args, db)
     db.refresh(force=True)
     integrity = integrity_check(db.local_path)
     diffs = [str(d) for d in schema_differences(db.local_path)] if integrity == "ok" else []
@@ -147,8 +164,33 @@ def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if ok else EXIT_DB
 
 
+def _check_server(args: argparse.Namespace, db) -> int:  # type: ignore[no-untyped-def]
+    """``db check`` on PostgreSQL: revision and schema (the server keeps its own integrity)."""
+    from volume_bootstrap.migrate import compare_schema, head_revision
+
+    current, head = db.current_revision(), head_revision()
+    with db._translated(), db.engine.connect() as conn:
+        diffs = [str(d) for d in compare_schema(conn)]
+    ok = current == head and not diffs
+    data = {"ok": ok, "database": db.describe(), "revision": current, "head": head, "diffs": diffs}
+    emit(args, data, "ok" if ok else json.dumps(data, indent=2))
+    return EXIT_OK if ok else EXIT_DB
+
+
 def cmd_db_backup(args: argparse.Namespace, settings: Settings) -> int:
     from backend.db.backups import BackupRefusedError, take_backup
+
+    if settings.database_url:
+        from volume_bootstrap.migrate_pg import BackupRequiredError, pg_dump_backup
+
+        revision = _database(settings).current_revision()
+        try:
+            path = pg_dump_backup(settings, revision)
+        except BackupRequiredError as exc:
+            raise CommandError(f"{exc}; nothing was saved", EXIT_FAILED) from None
+        data = {"backup": path.name, "size": path.stat().st_size, "revision": revision}
+        emit(args, data, f"{path.name} (pg_dump, {path.stat().st_size} bytes)")
+        return EXIT_OK
 
     try:
         info = take_backup(settings, settings.db_path, _shared_revision(settings))
@@ -180,6 +222,7 @@ def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
     from backend.db.backups import inspect_database
     from volume_bootstrap.migrate import known_revisions
 
+    _server_only(settings, "restore")
     if not args.file:
         return _list_backups(args, settings)
     source = Path(args.file)
@@ -204,6 +247,22 @@ def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
     ) as work:  # the current file may be unreadable
         shutil.copyfile(source, work.path)
     emit(args, {"restored": source.name, "revision": revision}, f"restored {source.name}")
+    return EXIT_OK
+
+
+def cmd_db_copy(args: argparse.Namespace, settings: Settings) -> int:
+    from volume_bootstrap.library_copy import copy_from_postgres, copy_to_postgres
+
+    if bool(args.to) == bool(args.source):
+        raise CommandError("give exactly one of --to URL or --from URL", EXIT_USAGE)
+    if args.to:
+        report = copy_to_postgres(settings, args.to, replace=args.replace)
+    else:
+        report = copy_from_postgres(settings, args.source, replace=args.replace)
+    rows = sum(t["rows"] for t in report.tables.values())
+    emit(
+        args, report.as_dict(), f"{report.action}: {rows} rows, {report.source} -> {report.target}"
+    )
     return EXIT_OK
 
 
@@ -311,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the volume database").add_subparsers(dest="db", required=True)
     p = add(db, "upgrade", cmd_db_upgrade, "migrate to head (or --to REV), with a backup")
     p.add_argument("--to", default="head")
+    p.add_argument(
+        "--backed-up",
+        action="store_true",
+        help="PostgreSQL: you took a pg_dump yourself; upgrade without one from this worker",
+    )
     add(db, "current", cmd_db_current, "revision of the volume database")
     add(db, "history", cmd_db_history, "revisions this image knows")
     p = add(db, "downgrade", cmd_db_downgrade, "downgrade to REV (backup first)")
@@ -319,6 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
     add(db, "backup", cmd_db_backup, "copy the database into db/backups")
     p = add(db, "restore", cmd_db_restore, "publish a backup (no name: list them with row counts)")
     p.add_argument("file", nargs="?", default=None, help="a name in db/backups or a path")
+    p = add(db, "copy", cmd_db_copy, "copy the library volume SQLite <-> PostgreSQL, verified")
+    p.add_argument("--to", default=None, metavar="URL", help="volume SQLite -> this PostgreSQL")
+    p.add_argument(
+        "--from", dest="source", default=None, metavar="URL", help="this PostgreSQL -> volume"
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete the target's other rows first (one transaction)",
+    )
     p = add(db, "adopt", cmd_db_adopt, "take a Voicebox data directory into the volume")
     p.add_argument("data_dir")
     p.add_argument("--move", action="store_true", help="move files instead of copying")

@@ -36,6 +36,9 @@ SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_LEASE_SECONDS": "database lease duration; a killed holder is taken over after it; default 30",
     "VOICEBOX_LEASE_TIMEOUT": "seconds a write waits for the lease before answering 503; default 120",
     "VOICEBOX_DB_REFRESH_SECONDS": "min seconds between checks of the shared DB by reads (0: every read, one 100-byte header read; a worker then sees a peer's write at once); default 0",
+    "VOICEBOX_DATABASE_URL": "unset: the volume's SQLite database (leased snapshot swap); a postgresql+psycopg://user:pass@host:port/db URL (sslmode etc. as query parameters) runs the same schema on PostgreSQL; default unset",
+    "VOICEBOX_DB_POOL_SIZE": "PostgreSQL: connections one worker keeps open (plus as many again in a burst); default 4",
+    "VOICEBOX_DB_CONNECT_TIMEOUT": "PostgreSQL: seconds to wait for a connection before answering 503; default 10",
     "VOICEBOX_BACKUPS_KEEP": "newest database backups always kept on the volume; default 5",
     "VOICEBOX_BACKUP_INTERVAL": "seconds between rotating backups taken after a publish (0: off); default 3600",
     "VOICEBOX_BACKUPS_HOURLY": "rotation: keep the newest backup of each of this many hours; default 24",
@@ -121,6 +124,9 @@ class Settings:
     lease_seconds: float = 30.0
     lease_timeout: float = 120.0
     db_refresh_seconds: float = 0.0
+    database_url: str | None = None
+    db_pool_size: int = 4
+    db_connect_timeout: float = 10.0
     backups_keep: int = 5
     backup_interval_seconds: float = 3600.0
     backups_hourly: int = 24
@@ -234,6 +240,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lease_seconds=lease_seconds,
         lease_timeout=_number(env, "VOICEBOX_LEASE_TIMEOUT", 120.0, minimum=0.1),
         db_refresh_seconds=_number(env, "VOICEBOX_DB_REFRESH_SECONDS", 0.0),
+        database_url=database_url(env.get("VOICEBOX_DATABASE_URL")),
+        db_pool_size=int(_number(env, "VOICEBOX_DB_POOL_SIZE", 4, minimum=1)),
+        db_connect_timeout=_number(env, "VOICEBOX_DB_CONNECT_TIMEOUT", 10.0, minimum=0.5),
         backups_keep=int(_number(env, "VOICEBOX_BACKUPS_KEEP", 5, minimum=1)),
         backup_interval_seconds=_number(env, "VOICEBOX_BACKUP_INTERVAL", 3600.0),
         backups_hourly=int(_number(env, "VOICEBOX_BACKUPS_HOURLY", 24)),
@@ -282,6 +291,47 @@ def default_max_queued(env: Mapping[str, str]) -> int:
     takes seconds per request, so a short queue keeps waits bounded; the fake and demo engines are instant."""
     model = env.get("VOICEBOX_TTS_MODEL", "").strip()
     return 16 if model == "fake" or model.startswith("voicebox-demo/") else 4
+
+
+def database_url(raw: str | None) -> str | None:
+    """``VOICEBOX_DATABASE_URL`` checked: unset (the volume's SQLite) or a PostgreSQL URL for psycopg 3.
+
+    ``postgres://`` and ``postgresql://`` (what managed providers hand out) are taken as
+    ``postgresql+psycopg://``. The error never repeats the URL: it usually carries a password.
+    """
+    value = (raw or "").strip()
+    if not value:
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep or not rest:
+        raise SettingsError(
+            "VOICEBOX_DATABASE_URL is not a URL: use postgresql+psycopg://user:password@host:5432/db"
+        )
+    if scheme in {"postgres", "postgresql", "postgresql+psycopg"}:
+        return f"postgresql+psycopg://{rest}"
+    raise SettingsError(
+        f"VOICEBOX_DATABASE_URL has the scheme {scheme[:30]!r}: only postgresql+psycopg:// is "
+        "supported (unset it to use the volume's SQLite database)"
+    )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (and any query secrets) replaced: for logs and answers."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        name = user.split(":", 1)[0]
+        netloc = f"{name}:***@{host}" if ":" in user else f"{name}@{host}"
+    path, _, query = path.partition("?")
+    safe_query = "&".join(
+        part
+        if part.split("=", 1)[0] not in {"password", "sslpassword"}
+        else part.split("=")[0] + "=***"
+        for part in query.split("&")
+        if part
+    )
+    return f"{scheme}://{netloc}{slash}{path}" + (f"?{safe_query}" if safe_query else "")
 
 
 def _vfs(raw: str | None) -> str | None:

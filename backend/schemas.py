@@ -277,6 +277,9 @@ class HealthResponse(BaseModel):
     backend_variant: str | None = None
     worker_id: str
     database_revision: str | None = None
+    database: str | None = Field(
+        None, description="sqlite-volume (the default) or postgresql (VOICEBOX_DATABASE_URL)"
+    )
     database_error: str | None = None
     reasons: list[str] = Field(
         default_factory=list,

@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:
 
 from backend.config import Settings, load_settings  # noqa: E402
 
-pytest_plugins: list[str] = ["tests.support.api"]
+pytest_plugins: list[str] = ["tests.support.api", "tests.support.postgres"]
 
 
 def volume_env(volume: Path, local: Path, **extra: str) -> dict[str, str]:

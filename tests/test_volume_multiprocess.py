@@ -74,14 +74,20 @@ def _names(settings) -> set[str]:
         return set(session.scalars(select(Profile.name)))
 
 
-def run_writers_with_kills(subprocess_env, tmp_path: Path, seconds: float, workers: int = 4):
+def run_writers_with_kills(
+    subprocess_env,
+    tmp_path: Path,
+    seconds: float,
+    workers: int = 4,
+    pause: tuple[float, float] = (0.2, 0.6),
+):
     acks = [tmp_path / f"acks-{i}.txt" for i in range(workers)]
     rng = random.Random(1234)
     procs = [spawn(["writer", str(acks[i])], subprocess_env(f"wr{i}")) for i in range(workers)]
     kills = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.2, 0.6))
+        time.sleep(rng.uniform(*pause))
         i = rng.randrange(workers)
         procs[i].send_signal(signal.SIGKILL)
         procs[i].wait()

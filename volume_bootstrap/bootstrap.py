@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from backend.config import Settings
-from backend.db.volume_db import VolumeDatabase
+from backend.db.interface import Database, open_database
 from backend.engines.hfcache import configure_hf_env
 from volume_bootstrap.layout import ensure_layout, mount_info
 from volume_bootstrap.migrate import MigrationResult, head_revision, migrate_volume
@@ -60,7 +60,7 @@ def _phase(report: BootstrapReport, name: str) -> Iterator[None]:
 
 
 def bootstrap(
-    settings: Settings, *, db: VolumeDatabase | None = None, run_fsck: bool = True
+    settings: Settings, *, db: Database | None = None, run_fsck: bool = True
 ) -> BootstrapReport:
     """Make the volume ready for this worker; raises ``DatabaseError`` subclasses with a clear message."""
     report = BootstrapReport(str(settings.volume), settings.volume_source, settings.worker_id)
@@ -82,7 +82,7 @@ def bootstrap(
     with _phase(report, "hf_env"):
         # both the hub and transformers read it once, at import: set it before anything imports them
         configure_hf_env(settings)
-    database = db or VolumeDatabase(settings, expected_revision=head_revision())
+    database = db or open_database(settings, expected_revision=head_revision())
     with _phase(report, "migrate"):
         result: MigrationResult = migrate_volume(settings, database)
         report.migration = result.as_dict()

@@ -26,8 +26,8 @@ from sqlalchemy import select
 
 from backend.config import Settings
 from backend.db.backups import inspect_database
+from backend.db.interface import Database, DatabaseKind
 from backend.db.models import Generation, Profile, ProfileSample, utcnow
-from backend.db.volume_db import VolumeDatabase
 from backend.storage.blobs import BlobStore, sha256_file
 from backend.storage.retention import expire_exports
 from backend.storage.trash import Trash
@@ -98,7 +98,7 @@ def _old(path: Path, grace: float, now: float) -> bool:
 
 def fsck_volume(
     settings: Settings,
-    db: VolumeDatabase,
+    db: Database,
     *,
     repair: bool = False,
     bounded: bool = False,
@@ -130,11 +130,13 @@ def fsck_volume(
     return report
 
 
-def _orphan_gate(db: VolumeDatabase, database_created: bool) -> str | None:
+def _orphan_gate(db: Database, database_created: bool) -> str | None:
     """Why no file may be moved as an orphan now, or None when the database can be trusted to judge."""
     if database_created:
         return "the database was created by this boot"
-    facts = inspect_database(db.local_path)
+    if db.kind is DatabaseKind.POSTGRESQL:
+        return _server_orphan_gate(db)
+    facts = inspect_database(db.local_path)  # type: ignore[attr-defined]
     if facts.integrity != "ok":
         return f"the database fails integrity_check ({facts.integrity})"
     if db.expected_revision is not None and facts.revision != db.expected_revision:
@@ -144,13 +146,28 @@ def _orphan_gate(db: VolumeDatabase, database_created: bool) -> str | None:
     return None
 
 
+def _server_orphan_gate(db: Database) -> str | None:
+    """The same questions for a database server: at this code's revision, and holding library rows."""
+    from sqlalchemy import func
+
+    revision = db.current_revision()
+    if db.expected_revision is not None and revision != db.expected_revision:
+        return f"the database is at revision {revision!r}, not {db.expected_revision!r}"
+    with db.read() as session:
+        rows = sum(
+            session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Profile, ProfileSample, Generation)
+        )
+    return None if rows else "the database holds no library rows"
+
+
 def orphan_move_limit(files: int) -> int:
     """Orphans one run may move: a small fraction of the library's files, never fewer than a floor."""
     return max(ORPHAN_MOVE_FLOOR, int(files * ORPHAN_MOVE_FRACTION))
 
 
 def _resolve_expired_jobs(
-    db: VolumeDatabase, blobs: BlobStore, report: FsckReport, repair: bool, limit: int | None
+    db: Database, blobs: BlobStore, report: FsckReport, repair: bool, limit: int | None
 ) -> None:
     now = utcnow()
     query = (
@@ -226,7 +243,7 @@ def _remove_stale_tmp(
 
 def _check_files(
     settings: Settings,
-    db: VolumeDatabase,
+    db: Database,
     blobs: BlobStore,
     report: FsckReport,
     repair: bool,

@@ -30,6 +30,8 @@ from backend.db.backups import (
     list_backups as list_backups,  # re-exported: callers find the set here
 )
 from backend.db.errors import DatabaseCorruptError, SchemaMismatchError
+from backend.db.interface import Database
+from backend.db.postgres import PostgresDatabase
 from backend.db.volume_db import (
     SHARED_NAME,
     VolumeDatabase,
@@ -131,17 +133,30 @@ def stamp_file(path: Path, revision: str) -> None:
 
 def schema_differences(path: Path) -> list[object]:
     """What differs between a database file and this code's models (empty when they match)."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            return compare_schema(conn)
+    finally:
+        engine.dispose()
+
+
+def search_index_object(obj: object, name: str | None, type_: str, *_rest: object) -> bool:
+    """False for the search indexes of ``0005_history_fts``: they live outside the models on purpose."""
+    if type_ == "table" and (name or "").startswith("generations_fts"):
+        return False
+    return not (type_ == "index" and (name or "").endswith("_trgm"))
+
+
+def compare_schema(conn: Connection) -> list[object]:
+    """What differs between the database behind ``conn`` (SQLite or PostgreSQL) and the models."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     from backend.db.models import Base
 
-    engine = create_engine(f"sqlite:///{path}")
-    try:
-        with engine.connect() as conn:
-            return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
-    finally:
-        engine.dispose()
+    context = MigrationContext.configure(conn, opts={"include_object": search_index_object})
+    return list(compare_metadata(context, Base.metadata))
 
 
 def user_tables(path: Path) -> set[str]:
@@ -187,12 +202,26 @@ def _corrupt_message(settings: Settings, detail: str) -> str:
 
 
 def migrate_volume(
-    settings: Settings, db: VolumeDatabase, *, target: str = "head", adopt_legacy: bool = True
+    settings: Settings,
+    db: Database,
+    *,
+    target: str = "head",
+    adopt_legacy: bool = True,
+    backed_up: bool = False,
 ) -> MigrationResult:
-    """Bring the shared database to ``target``: create, adopt, or back up and upgrade — once, under the lease."""
+    """Bring the database to ``target``: create, adopt, or back up and upgrade — once, under the lease.
+
+    On PostgreSQL (``VOICEBOX_DATABASE_URL``) the same revisions run under an advisory lock instead
+    (``volume_bootstrap.migrate_pg``); ``backed_up`` says the operator took a ``pg_dump`` already.
+    """
     started = time.monotonic()
     head = head_revision() if target == "head" else target
     known = known_revisions()
+    if isinstance(db, PostgresDatabase):
+        from volume_bootstrap.migrate_pg import migrate_postgres
+
+        return migrate_postgres(settings, db, target=head, known=known, backed_up=backed_up)
+    assert isinstance(db, VolumeDatabase)
     _refuse_missing_library(settings)
 
     # Fast path without the lease: most cold starts find the database already at head.
@@ -201,7 +230,7 @@ def migrate_volume(
         _check_integrity(settings, db.local_path)
         if db.local_revision == head:
             return MigrationResult("current", head, head, seconds=time.monotonic() - started)
-        _refuse_unknown(db.local_revision, known, head)
+        refuse_unknown(db.local_revision, known, head)
 
     result: MigrationResult | None = None
     with db.write_file(check_schema=False) as work:
@@ -225,7 +254,7 @@ def _refuse_missing_library(settings: Settings, state: str | None = None) -> Non
             raise refusal
 
 
-def _refuse_unknown(found: str | None, known: list[str], head: str) -> None:
+def refuse_unknown(found: str | None, known: list[str], head: str) -> None:
     if found is not None and found not in known:
         raise SchemaMismatchError(
             f"the volume database is at revision {found!r}, which this image does not know "
@@ -254,7 +283,7 @@ def _migrate_work_copy(
     if exists and found == head:
         work.publish = False  # a peer migrated while we waited for the lease
         return MigrationResult("current", found, head)
-    _refuse_unknown(found, known, head)
+    refuse_unknown(found, known, head)
     if found is not None and known.index(found) > known.index(head):
         work.publish = False
         raise SchemaMismatchError(

@@ -76,3 +76,11 @@ def volume_fault(exc: BaseException) -> VolumeError | None:
     if code in READ_ONLY_ERRNOS or "readonly database" in text or "read-only file system" in text:
         return VolumeReadOnlyError(VOLUME_READ_ONLY_MESSAGE)
     return None
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The PostgreSQL server cannot be reached, refused the login, or dropped the connection mid-unit.
+
+    Nothing of the unit was committed (the server rolls back a transaction whose connection is gone); the
+    message names the server without its password, and the API answers 503 with ``Retry-After``.
+    """

@@ -40,6 +40,7 @@ from backend.db.errors import (
     WriteConflictError,
     volume_fault,
 )
+from backend.db.interface import DatabaseKind
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +199,13 @@ class DatabaseStats:
 class VolumeDatabase:
     """Reads from a local copy, writes under a lease with fencing, publishes by atomic replace.
 
+    The default ``Database`` (``backend.db.interface``); ``PostgresDatabase`` is the other one.
+
     ``expected_revision`` is the Alembic head of this code: a write refuses a database at any other revision,
     so an older image never writes a schema it does not know (and a newer one waits for the migration).
     """
+
+    kind = DatabaseKind.SQLITE_VOLUME
 
     def __init__(
         self,
@@ -297,6 +302,14 @@ class VolumeDatabase:
     @property
     def local_revision(self) -> str | None:
         return self._local_revision
+
+    def current_revision(self) -> str | None:
+        """The revision of the shared file (pulled first when it changed)."""
+        self.refresh()
+        return self._local_revision
+
+    def describe(self) -> str:
+        return SHARED_NAME
 
     # ---------------------------------------------------------------- writes
     @contextmanager

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.db.errors import WriteConflictError
+from backend.db.interface import write_retrying as write_retrying  # services import it from here
 from backend.db.models import Profile
-from backend.db.volume_db import VolumeDatabase
 from backend.services.errors import ValidationError
 from backend.storage.blobs import no_links_below
-
-T = TypeVar("T")
 
 #: Voicebox upstream's TTS languages (its ``TTS_LANGUAGE_PATTERN``): the fork's 10 plus 14 more.
 LANGUAGES: tuple[str, ...] = (
@@ -32,22 +27,6 @@ LANGUAGES: tuple[str, ...] = (
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9](\.?[A-Za-z0-9_-])*\.?$"
 VOLUME_NAME_MAX = 128
 VOLUME_NAME_RE = re.compile(VOLUME_NAME_PATTERN)
-
-
-def write_retrying(db: VolumeDatabase, fn: Callable[[Session], T], *, retries: int = 2) -> T:
-    """Run ``fn`` in one write unit; on a fence failure (a peer published meanwhile) run it again.
-
-    ``fn`` must decide everything from the session it gets (it is re-run on the freshly pulled copy), and
-    must not touch files: a retried unit has to be free of side effects outside the database.
-    """
-    for attempt in range(retries + 1):
-        try:
-            with db.write() as session:
-                return fn(session)
-        except WriteConflictError:
-            if attempt >= retries:
-                raise
-    raise AssertionError("unreachable")
 
 
 def volume_file(folder: Path, name: str, *, what: str) -> Path:

@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from backend.config import Settings
-from backend.db.volume_db import VolumeDatabase
+from backend.db.interface import Database, open_database
 from backend.storage.blobs import BlobStore
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class Services:
     """Settings, the volume database and blob store, the engines (filled by the lead), and the services."""
 
     settings: Settings
-    db: VolumeDatabase
+    db: Database
     blobs: BlobStore
     engines: object | None = None
     extras: dict[str, object] = field(default_factory=dict)
@@ -40,7 +40,7 @@ class Services:
         """Services on an already bootstrapped volume (the caller runs ``bootstrap`` first)."""
         from volume_bootstrap.migrate import head_revision
 
-        db = VolumeDatabase(settings, expected_revision=head_revision())
+        db = open_database(settings, expected_revision=head_revision())
         return cls(settings=settings, db=db, blobs=BlobStore(settings), engines=engines)
 
     @cached_property

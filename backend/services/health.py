@@ -57,8 +57,8 @@ def health_info(services: Services) -> dict[str, Any]:
     }
     reasons = volume_reasons(services.db)
     try:
-        services.db.refresh()
-        info["database_revision"] = services.db.local_revision
+        info["database_revision"] = services.db.current_revision()
+        info["database"] = services.db.kind.value
     except Exception as exc:  # noqa: BLE001 - health reports problems, it does not raise them
         info["database_error"] = str(exc)
         if not any(r.startswith("database") for r in reasons):

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import Generation, utcnow
+from backend.db.search import contains
 from backend.services.common import download_name, write_retrying
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
 from backend.storage import audio as audio_mod
@@ -46,10 +47,6 @@ class HistoryStats:
     by_status: dict[str, int]
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 class HistoryService:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -79,15 +76,9 @@ class HistoryService:
         query = select(Generation)
         if profile_id:
             query = query.where(Generation.profile_id == profile_id)
-        if search:
-            pattern = f"%{_escape_like(search)}%"
-            query = query.where(
-                or_(
-                    Generation.text.ilike(pattern, escape="\\"),
-                    Generation.profile_name.ilike(pattern, escape="\\"),
-                )
-            )
         with self.db.read() as session:
+            if search:
+                query = query.where(contains(session, search))
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = session.scalars(
                 query.order_by(Generation.created_at.desc(), Generation.id.desc())

@@ -10,9 +10,10 @@ import time
 from typing import TYPE_CHECKING
 
 from backend.db.backups import database_state
+from backend.db.interface import DatabaseKind
 
 if TYPE_CHECKING:
-    from backend.db.volume_db import VolumeDatabase
+    from backend.db.interface import Database
 
 #: below this much free space (or 5 % of a smaller volume) the volume counts as full: a publish needs a whole
 #: copy of the database
@@ -21,8 +22,12 @@ MIN_FREE_BYTES = 64 * 1024 * 1024
 RECENT_FAULT_SECONDS = 60.0
 
 
-def volume_reasons(db: VolumeDatabase) -> list[str]:
-    """Every reason the worker cannot serve writes right now; empty when it can."""
+def volume_reasons(db: Database) -> list[str]:
+    """Every reason the worker cannot serve writes right now; empty when it can.
+
+    On PostgreSQL the volume holds only audio: the shared file and the lease are not looked at (the server's
+    reachability is reported by ``health_info`` from the revision read).
+    """
     settings = db.settings
     reasons: list[str] = []
     try:
@@ -37,6 +42,8 @@ def volume_reasons(db: VolumeDatabase) -> list[str]:
     recent = fault is not None and time.monotonic() - fault[0] < RECENT_FAULT_SECONDS
     if fault is not None and recent and fault[1] not in reasons:
         reasons.append(fault[1])
+    if db.kind is DatabaseKind.POSTGRESQL:
+        return reasons
     try:
         state = database_state(settings.db_path)
     except OSError:

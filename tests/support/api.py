@@ -23,7 +23,10 @@ from backend.config import Settings, load_settings
 from backend.services.container import Services
 
 #: The fixtures; ``from tests.support.api import *`` registers them in a test module.
-__all__ = ["volume_template", "api_settings", "api_services", "api_client"]
+__all__ = ["volume_template", "database_backend", "api_settings", "api_services", "api_client"]
+
+#: the database backends a suite runs on: ``parametrize_backends`` below, or ``database_backend`` overridden
+BACKENDS = ("sqlite", "postgresql")
 
 
 def api_settings_for(
@@ -61,9 +64,24 @@ def fresh_volume(template: Path, dest: Path) -> Path:
 
 
 @pytest.fixture
-def api_settings(tmp_path: Path, volume_template: Path) -> Settings:
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` (the volume's database); a module runs on both with ``pytestmark = both_backends``."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+#: ``pytestmark = both_backends`` in a module runs its API tests on the volume's SQLite and on PostgreSQL
+both_backends = pytest.mark.parametrize("database_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def api_settings(
+    tmp_path: Path, volume_template: Path, database_backend: str, request: pytest.FixtureRequest
+) -> Settings:
     volume = fresh_volume(volume_template, tmp_path / "volume")
-    return api_settings_for(volume, tmp_path / "local")
+    env: dict[str, str] = {}
+    if database_backend == "postgresql":
+        env["VOICEBOX_DATABASE_URL"] = request.getfixturevalue("pg_migrated_url")
+    return api_settings_for(volume, tmp_path / "local", **env)
 
 
 @pytest.fixture

@@ -19,14 +19,14 @@ import uuid
 
 from backend.config import load_settings
 from backend.db.errors import DatabaseError, WriteConflictError
+from backend.db.interface import Database, open_database
 from backend.db.models import Profile
-from backend.db.volume_db import VolumeDatabase
 
 
-def _db() -> VolumeDatabase:
+def _db() -> Database:
     from volume_bootstrap.migrate import head_revision
 
-    return VolumeDatabase(load_settings(), expected_revision=head_revision())
+    return open_database(load_settings(), expected_revision=head_revision())
 
 
 def bootstrap() -> int:

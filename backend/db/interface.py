@@ -1,0 +1,92 @@
+"""The one interface services use for the database, whichever backend is behind it.
+
+Two implementations, picked once from the settings by ``open_database``: ``VolumeDatabase`` (the volume's
+SQLite file, leased snapshot swap; the default) and ``PostgresDatabase`` (``VOICEBOX_DATABASE_URL``, ordinary
+transactions and row locks). Services see only this Protocol: ``read()`` for a session whose loaded rows stay
+readable after it closes, ``write()`` for one unit of work that commits on a clean exit and leaves nothing behind
+when it raises, and ``WriteConflictError`` when a unit lost a race and may simply be run again
+(``write_retrying`` in the services does that).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Protocol, TypeVar, runtime_checkable
+
+from sqlalchemy.orm import Session
+
+from backend.config import Settings
+from backend.db.errors import WriteConflictError
+
+T = TypeVar("T")
+
+
+class DatabaseKind(enum.StrEnum):
+    SQLITE_VOLUME = "sqlite-volume"
+    POSTGRESQL = "postgresql"
+
+
+@runtime_checkable
+class Database(Protocol):
+    """Read sessions, write units of work and the schema revision, on either backend."""
+
+    settings: Settings
+    expected_revision: str | None
+    #: (monotonic time, "volume full" | "volume read-only") of the last write that hit one; None on PostgreSQL
+    last_volume_fault: tuple[float, str] | None
+
+    @property
+    def kind(self) -> DatabaseKind: ...
+
+    def read(self) -> AbstractContextManager[Session]:
+        """A session for reads; rows loaded in it stay readable (detached) after it closes."""
+        ...
+
+    def write(self) -> AbstractContextManager[Session]:
+        """One unit of work: committed on a clean exit, nothing kept when the body raises.
+
+        Raises ``WriteConflictError`` when the unit lost a race with another writer (run it again),
+        ``SchemaMismatchError`` when the database is not at ``expected_revision``.
+        """
+        ...
+
+    def current_revision(self) -> str | None:
+        """The Alembic revision of the database now (fresh from the source of truth)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the database is, safe to log and answer (no password)."""
+        ...
+
+    def scalar(self, sql: str) -> object: ...
+
+    def close(self) -> None: ...
+
+
+def write_retrying(db: Database, fn: Callable[[Session], T], *, retries: int = 2) -> T:
+    """Run ``fn`` in one write unit; when it lost a race (``WriteConflictError``) run it again.
+
+    ``fn`` must decide everything from the session it gets (it is re-run on fresh data), and must not touch
+    files: a retried unit has to be free of side effects outside the database.
+    """
+    for attempt in range(retries + 1):
+        try:
+            with db.write() as session:
+                return fn(session)
+        except WriteConflictError:
+            if attempt >= retries:
+                raise
+    raise AssertionError("unreachable")
+
+
+def open_database(settings: Settings, *, expected_revision: str | None) -> Database:
+    """The backend the settings name: PostgreSQL when ``VOICEBOX_DATABASE_URL`` is set, else the volume file."""
+    if settings.database_url:
+        from backend.db.postgres import PostgresDatabase
+
+        return PostgresDatabase(settings, expected_revision=expected_revision)
+    from backend.db.volume_db import VolumeDatabase
+
+    return VolumeDatabase(settings, expected_revision=expected_revision)
