@@ -34,6 +34,16 @@ def volume_env(volume: Path, local: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``@pytest.mark.both_backends``: the API fixtures once on the volume's SQLite, once on PostgreSQL."""
+    if metafunc.definition.get_closest_marker("both_backends") is None:
+        return
+    if "database_backend" in metafunc.fixturenames:
+        from tests.support.api import BACKENDS
+
+        metafunc.parametrize("database_backend", BACKENDS, indirect=True)
+
+
 @pytest.fixture
 def volume_dir(tmp_path: Path) -> Path:
     path = tmp_path / "volume"

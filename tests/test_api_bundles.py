@@ -28,6 +28,9 @@ from tests.support.api import (
     voicebox_v10_bundle,
 )
 
+#: API tests run on the volume's SQLite and on PostgreSQL
+pytestmark = pytest.mark.both_backends
+
 SAMPLE_A = "0b7a3c1e-6f1d-4c55-9a43-2f4d8f1e9a01.wav"
 SAMPLE_B = "5d2c8a8e-1b4f-4d7e-8e0b-0c3c2b1a9f77.wav"
 

@@ -28,6 +28,9 @@ from volume_bootstrap.bootstrap import bootstrap
 from volume_bootstrap.fsck import fsck_volume
 from volume_bootstrap.migrate import head_revision
 
+#: API tests run on the volume's SQLite and on PostgreSQL
+pytestmark = pytest.mark.both_backends
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

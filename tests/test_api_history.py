@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from backend.db.models import Generation
 from backend.services.container import Services
 from tests.support.api import *  # noqa: F403 - the api fixtures
-from tests.support.api import add_generation, audio_bytes, both_backends, files_under
+from tests.support.api import add_generation, audio_bytes, files_under
 
-pytestmark = both_backends
+pytestmark = pytest.mark.both_backends
 
 
 def _profile(client: TestClient, name: str = "Narrator") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from backend.services.container import Services
@@ -12,6 +13,9 @@ from tests.support.api import (
     audio_bytes,
     files_under,
 )
+
+#: API tests run on the volume's SQLite and on PostgreSQL
+pytestmark = pytest.mark.both_backends
 
 
 def _create(client: TestClient, name: str = "Narrator", **extra: object) -> dict:

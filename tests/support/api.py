@@ -69,8 +69,9 @@ def database_backend(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "sqlite"))
 
 
-#: ``pytestmark = both_backends`` in a module runs its API tests on the volume's SQLite and on PostgreSQL
-both_backends = pytest.mark.parametrize("database_backend", BACKENDS, indirect=True)
+#: ``pytestmark = both_backends`` in a module (or on one test) runs every test that uses the API fixtures on the
+#: volume's SQLite and on PostgreSQL (tests/conftest.py: ``pytest_generate_tests``); other tests run once
+both_backends = pytest.mark.both_backends
 
 
 @pytest.fixture
