@@ -383,3 +383,36 @@ def test_api_on_postgresql_sees_a_copied_library(
         gen = hits["items"][0]["id"]
         assert client.get(f"/audio/{gen}").status_code == 200
     services.close()
+
+
+# ------------------------------------------------------------------------------------- adoption
+@pytest.mark.parametrize("schema", ["upstream", "fork-old"])
+def test_adopt_a_voicebox_data_dir_straight_into_postgresql(
+    tmp_path: Path, pg_url: str, schema: str
+) -> None:
+    from tests.support.legacy_schemas import BUILDERS
+    from volume_bootstrap.adopt import adopt_data_dir
+    from volume_bootstrap.layout import ensure_layout
+
+    settings = pg_settings(tmp_path, pg_url)
+    ensure_layout(settings)
+    fx = BUILDERS[schema](tmp_path / "legacy")
+    report = adopt_data_dir(settings, fx.data_dir)
+    assert report["counts_after"] == fx.expected_after
+    assert report["database_copy"]["action"] == "copied"
+    assert not settings.db_path.exists()  # nothing went to the volume's SQLite
+    db = PostgresDatabase(settings, expected_revision=head_revision())
+    assert db.current_revision() == head_revision()
+    with db.engine.connect() as conn:
+        counts = {
+            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in fx.expected_after
+        }
+        assert compare_schema(conn) == []
+    assert counts == fx.expected_after
+    services = Services.create(settings)
+    with TestClient(create_app(settings, services=services)) as client:
+        for item in client.get("/history", params={"limit": 100}).json()["items"]:
+            if item["audio_path"]:
+                assert client.get(f"/audio/{item['id']}").status_code == 200
+    services.close()
+    db.close()

@@ -1001,12 +1001,7 @@ def adopt_data_dir(settings: Settings, data_dir: Path, move: bool = False) -> di
     source files are removed only after the publish.
     """
     from volume_bootstrap.layout import ensure_layout
-    from volume_bootstrap.migrate import (
-        backup_shared,
-        head_revision,
-        schema_differences,
-        upgrade_file,
-    )
+    from volume_bootstrap.migrate import head_revision
 
     started = time.monotonic()
     source_root, source_db = _locate_source(Path(data_dir))
@@ -1042,7 +1037,9 @@ def adopt_data_dir(settings: Settings, data_dir: Path, move: bool = False) -> di
 
         # Fail before copying gigabytes; checked again under the lease. A rerun of this same adoption is a
         # no-op that says so (its rows are all there), not a refusal.
-        if settings.db_path.exists():
+        if settings.database_url:
+            pass  # PostgreSQL: the copy below refuses a server database holding another library
+        elif settings.db_path.exists():
             db.refresh(force=True)
             if _holds_plan(db.local_path, plan):
                 return _already_adopted(plan, source_root, source_db, head, started)
@@ -1050,28 +1047,92 @@ def adopt_data_dir(settings: Settings, data_dir: Path, move: bool = False) -> di
 
         stored, absent, reused = _copy_files(plan, source_root, blobs, created)
         backup = None
-        with db.write_file(check_schema=False) as work:
-            if work.path.exists():
-                _refuse_nonempty(work.path)
-                backup = backup_shared(settings, read_revision(work.path)).name
-            shutil.copyfile(legacy, work.path)
-            Path(f"{work.path}-journal").unlink(missing_ok=True)
-            report = adopt_database_file(
-                settings, work.path, source_root=source_root, stored=stored
-            )
-            upgrade_file(work.path, head)
-            verdict = integrity_check(work.path)
-            if verdict != "ok" or read_revision(work.path) != head:
-                raise AdoptionError(f"adopted database failed its checks ({verdict})")
-            diffs = schema_differences(work.path)
-            if diffs:
-                raise AdoptionError(f"adopted database differs from the models: {diffs[:5]}")
+        if settings.database_url:
+            report = _adopt_into_server(settings, legacy, scratch, source_root, stored, head)
+        else:
+            report, backup = _adopt_into_volume(settings, db, legacy, source_root, stored, head)
     except BaseException:
         _remove_created(blobs, created)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return _finish(
+        report, backup, stored, created, reused, absent, source_root, source_db, head, move, started
+    )
 
+
+def _adopt_into_server(
+    settings: Settings,
+    legacy: Path,
+    scratch: Path,
+    source_root: Path,
+    stored: dict[str, Any],
+    head: str,
+) -> dict[str, Any]:
+    """``db adopt`` with ``VOICEBOX_DATABASE_URL``: adopt in a scratch file, then the verified copy onto the
+    server (one transaction; a server database holding another library is refused, nothing is half-written)."""
+    from volume_bootstrap.library_copy import copy_file_to_postgres
+    from volume_bootstrap.migrate import schema_differences, upgrade_file
+
+    work = scratch / "adopted.db"
+    shutil.copyfile(legacy, work)
+    report = adopt_database_file(settings, work, source_root=source_root, stored=stored)
+    upgrade_file(work, head)
+    verdict = integrity_check(work)
+    diffs = schema_differences(work) if verdict == "ok" else []
+    if verdict != "ok" or read_revision(work) != head or diffs:
+        raise AdoptionError(f"adopted database failed its checks ({verdict}, {diffs[:5]})")
+    copied = copy_file_to_postgres(settings, work, settings.database_url or "")
+    if copied.action == "already identical":
+        report["message"] = (
+            "already adopted: the server database already holds exactly this library"
+        )
+    report["database_copy"] = copied.as_dict()
+    return report
+
+
+def _adopt_into_volume(
+    settings: Settings,
+    db: VolumeDatabase,
+    legacy: Path,
+    source_root: Path,
+    stored: dict[str, Any],
+    head: str,
+) -> tuple[dict[str, Any], str | None]:
+    from volume_bootstrap.migrate import backup_shared, schema_differences, upgrade_file
+
+    backup = None
+    with db.write_file(check_schema=False) as work:
+        if work.path.exists():
+            _refuse_nonempty(work.path)
+            backup = backup_shared(settings, read_revision(work.path)).name
+        shutil.copyfile(legacy, work.path)
+        Path(f"{work.path}-journal").unlink(missing_ok=True)
+        report = adopt_database_file(settings, work.path, source_root=source_root, stored=stored)
+        upgrade_file(work.path, head)
+        verdict = integrity_check(work.path)
+        if verdict != "ok" or read_revision(work.path) != head:
+            raise AdoptionError(f"adopted database failed its checks ({verdict})")
+        diffs = schema_differences(work.path)
+        if diffs:
+            raise AdoptionError(f"adopted database differs from the models: {diffs[:5]}")
+    return report, backup
+
+
+def _finish(
+    report: dict[str, Any],
+    backup: str | None,
+    stored: dict[str, Any],
+    created: list[str],
+    reused: int,
+    absent: list[str],
+    source_root: Path,
+    source_db: Path,
+    head: str,
+    move: bool,
+    started: float,
+) -> dict[str, Any]:
+    """After the publish (or commit): remove moved sources, and the report."""
     moved = 0
     if move:
         for rel in stored:

@@ -29,32 +29,55 @@ def _postgres(settings: Settings, url: str) -> tuple[Settings, PostgresDatabase]
 
 def copy_to_postgres(settings: Settings, url: str, *, replace: bool = False) -> CopyReport:
     """Volume SQLite → PostgreSQL (migrated to head first when empty)."""
-    from volume_bootstrap.migrate import head_revision, migrate_volume
+    from volume_bootstrap.migrate import head_revision
 
     head = head_revision()
     volume = VolumeDatabase(settings, expected_revision=head)
     volume.refresh(force=True)
     if volume.local_revision != head:
+        volume.close()
         raise SchemaMismatchError(
             f"the volume database is at revision {volume.local_revision!r}, not {head!r}: "
             "run `voicebox-worker db upgrade` first"
         )
-    pg_settings, pg = _postgres(settings, url)
-    migrate_volume(pg_settings, pg)
     scratch = Path(tempfile.mkdtemp(prefix="copy-", dir=_scratch_dir(settings)))
     snapshot = scratch / "source.db"
     try:
         shutil.copyfile(
             volume.local_path, snapshot
         )  # a fixed version: the local copy may be swapped
-        source_engine = sqlite_engine(snapshot)
+        return copy_file_to_postgres(
+            settings, snapshot, url, replace=replace, source_name=SHARED_NAME
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        volume.close()
+
+
+def copy_file_to_postgres(
+    settings: Settings,
+    path: Path,
+    url: str,
+    *,
+    replace: bool = False,
+    source_name: str | None = None,
+) -> CopyReport:
+    """A SQLite file at this code's head → PostgreSQL (migrated to head first when empty); also ``db adopt``'s
+    last step when ``VOICEBOX_DATABASE_URL`` is set."""
+    from volume_bootstrap.migrate import head_revision, migrate_volume
+
+    head = head_revision()
+    pg_settings, pg = _postgres(settings, url)
+    try:
+        migrate_volume(pg_settings, pg)
+        source_engine = sqlite_engine(path)
         target_engine = pg_engine(pg_settings, pool=False)
         try:
             with source_engine.connect() as source, pg._translated(), target_engine.begin() as tx:
                 return copy_rows(
                     source,
                     tx,
-                    source_name=SHARED_NAME,
+                    source_name=source_name or path.name,
                     target_name=redact_url(pg_settings.database_url or ""),
                     revision=head,
                     replace=replace,
@@ -63,8 +86,6 @@ def copy_to_postgres(settings: Settings, url: str, *, replace: bool = False) -> 
             source_engine.dispose()
             target_engine.dispose()
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        volume.close()
         pg.close()
 
 
