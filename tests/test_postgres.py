@@ -416,3 +416,42 @@ def test_adopt_a_voicebox_data_dir_straight_into_postgresql(
                 assert client.get(f"/audio/{item['id']}").status_code == 200
     services.close()
     db.close()
+
+
+# ------------------------------------------------------------------------------------- mixed versions
+def test_newer_image_migrates_postgresql_and_old_workers_stop_writing(
+    tmp_path: Path, pg_migrated_url: str, subprocess_env
+) -> None:  # type: ignore[no-untyped-def]
+    """A rolling release on PostgreSQL: the newer image's bootstrap dumps and migrates; this code refuses."""
+    import shutil as sh
+
+    from tests.test_mixed_versions import NEWER, NEWER_REVISION, run_image
+    from volume_bootstrap.migrate import migrations_dir
+
+    newer = tmp_path / "newer-image" / "migrations"
+    sh.copytree(migrations_dir(), newer, ignore=sh.ignore_patterns("__pycache__"))
+    (newer / "versions" / f"{NEWER}.py").write_text(
+        NEWER_REVISION.format(revision=NEWER, down=head_revision())
+    )
+    settings = pg_settings(tmp_path, pg_migrated_url)
+    services = Services.create(settings)
+    client = TestClient(create_app(settings, services=services), raise_server_exceptions=False)
+    assert client.post("/profiles", json={"name": "Old"}).status_code == 200
+
+    env = subprocess_env("newer", VOICEBOX_DATABASE_URL=pg_migrated_url)
+    result = run_image(newer, env, "bootstrap", "--no-fsck")
+    assert result.returncode == 0, result.stderr
+    assert PostgresDatabase(settings).current_revision() == NEWER
+    dumps = list(settings.backups_dir.glob(f"voicebox-pg-{head_revision()}-*.dump"))
+    assert len(dumps) == 1 and dumps[0].stat().st_size > 0  # the backup before the upgrade
+
+    answer = client.post("/profiles", json={"name": "Refused"})
+    assert answer.status_code == 503
+    assert NEWER in answer.json()["detail"] and head_revision() in answer.json()["detail"]
+    assert [p["name"] for p in client.get("/profiles").json()] == ["Old"]
+    services.close()
+    again = run_image(
+        None, subprocess_env("old", VOICEBOX_DATABASE_URL=pg_migrated_url), "bootstrap"
+    )
+    assert again.returncode == 3 and NEWER in again.stderr
+    assert PASSWORD not in again.stderr + result.stderr
