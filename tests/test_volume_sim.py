@@ -102,3 +102,29 @@ def test_runs_from_a_plain_shell() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["ok"] and report["server_errors"] == 0
+
+
+def test_simulation_on_postgresql_loses_nothing(pg_migrated_url: str) -> None:
+    """``--database-url``: the same workers and kills with the rows on PostgreSQL, the audio on the volume."""
+    report = run_sim(
+        "--workers",
+        "3",
+        "--seconds",
+        "25",
+        "--kill-rate",
+        "0.5",
+        "--seed",
+        "5",
+        "--database-url",
+        pg_migrated_url,
+    )
+    details = report.get("details", {})
+    print(json.dumps({k: v for k, v in report.items() if k != "details"}))
+    assert report["database"] == "postgresql"
+    assert report["kills"] >= 5
+    assert report["operations_acknowledged"] > 50
+    assert report["lost"] == 0, details.get("lost")
+    assert report["missing_files"] == 0 and report["partial_files"] == 0
+    assert report["server_errors"] == 0, report.get("failures")
+    assert report["ok"] and report["returncode"] == 0
+    assert "s3cret" not in json.dumps(report)

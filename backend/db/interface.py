@@ -11,6 +11,8 @@ when it raises, and ``WriteConflictError`` when a unit lost a race and may simpl
 from __future__ import annotations
 
 import enum
+import random
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar, runtime_checkable
@@ -36,6 +38,9 @@ class Database(Protocol):
     expected_revision: str | None
     #: (monotonic time, "volume full" | "volume read-only") of the last write that hit one; None on PostgreSQL
     last_volume_fault: tuple[float, str] | None
+    #: how often a unit that lost a race is run again: the volume's lease makes races rare (a fence failure),
+    #: PostgreSQL's ``SERIALIZABLE`` units race whenever two writers touch the same rows or names
+    conflict_retries: int
 
     @property
     def kind(self) -> DatabaseKind: ...
@@ -65,19 +70,28 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
-def write_retrying(db: Database, fn: Callable[[Session], T], *, retries: int = 2) -> T:
+def conflict_pause(attempt: int) -> None:
+    """A short random wait before running a unit that lost a race again, growing with each attempt, so the
+    writers that collided do not collide again in lockstep."""
+    time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+
+
+def write_retrying(db: Database, fn: Callable[[Session], T], *, retries: int | None = None) -> T:
     """Run ``fn`` in one write unit; when it lost a race (``WriteConflictError``) run it again.
 
     ``fn`` must decide everything from the session it gets (it is re-run on fresh data), and must not touch
-    files: a retried unit has to be free of side effects outside the database.
+    files: a retried unit has to be free of side effects outside the database. ``retries`` defaults to the
+    backend's ``conflict_retries``.
     """
-    for attempt in range(retries + 1):
+    limit = db.conflict_retries if retries is None else retries
+    for attempt in range(limit + 1):
         try:
             with db.write() as session:
                 return fn(session)
         except WriteConflictError:
-            if attempt >= retries:
+            if attempt >= limit:
                 raise
+            conflict_pause(attempt)
     raise AssertionError("unreachable")
 
 

@@ -206,6 +206,7 @@ class VolumeDatabase:
     """
 
     kind = DatabaseKind.SQLITE_VOLUME
+    conflict_retries = 2
 
     def __init__(
         self,

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.db.errors import WriteConflictError
+from backend.db.interface import conflict_pause
 from backend.db.models import Generation, Profile, ProfileSample, utcnow
 from backend.services.audio_prep import PreparedAudio, prepare_reference, probe_audio
 from backend.services.common import (
@@ -192,6 +194,7 @@ class _Staging:
         self.blobs = blobs
         self.paths: list[Path] = []
         self.moved: list[str] = []
+        self.sources: dict[str, Path] = {}
 
     def new(self, suffix: str = "") -> Path:
         path = self.blobs.new_tmp_path(suffix)
@@ -203,7 +206,24 @@ class _Staging:
 
     def move(self, rel: str, path: Path) -> StoredBlob:
         self.moved.append(rel)
+        self.sources[rel] = path
         return self.blobs.write_file(rel, path, move=True)
+
+    def put_back(self) -> bool:
+        """Undo the moves so the unit can run again (a write conflict): each file back to its staged path
+        (or removed when it was copied: the source is still there). False if one could not be put back."""
+        try:
+            for rel in list(self.moved):
+                source = self.sources.get(rel)
+                if source is not None and not source.exists():
+                    os.replace(self.blobs.path(rel), source)
+                else:
+                    self.blobs.delete(rel)
+                self.moved.remove(rel)
+        except OSError:
+            log.warning("could not put staged files back for a retry", exc_info=True)
+            return False
+        return True
 
     def rollback(self) -> None:
         for rel in self.moved:
@@ -612,13 +632,26 @@ class BundleService:
         return row
 
     def _commit(self, stage: _Staging, unit: Callable[[Session], Any]) -> Any:
-        """One write unit that moves staged files; on any failure the moved files are removed again."""
-        try:
-            with self.db.write() as session:
-                return unit(session)
-        except BaseException:
-            stage.rollback()
-            raise
+        """One write unit that moves staged files; on any failure the moved files are removed again.
+
+        A unit that lost a race (``WriteConflictError``: a PostgreSQL serialization failure, or a fence failure
+        on the volume) puts its files back where they were staged and runs again, like ``write_retrying``.
+        """
+        retries = self.db.conflict_retries
+        for attempt in range(retries + 1):
+            try:
+                with self.db.write() as session:
+                    return unit(session)
+            except WriteConflictError:
+                if attempt < retries and stage.put_back():
+                    conflict_pause(attempt)
+                    continue
+                stage.rollback()
+                raise
+            except BaseException:
+                stage.rollback()
+                raise
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------------------------------ profile
     def import_profile(self, bundle: Path) -> ProfileInfo:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.db.errors import volume_fault
+from backend.db.errors import WriteConflictError, volume_fault
+from backend.db.interface import conflict_pause
 from backend.db.models import Generation, Profile, new_id, utcnow
 from backend.services.common import write_retrying
 from backend.services.errors import BusyError, ConflictError, NotFoundError, ValidationError
@@ -109,7 +110,7 @@ class GenerationService:
                 return existing
         self._reserve()
         try:
-            row, queued = self._start(request)
+            row, queued = self._start_retrying(request)
         except BaseException:
             self._release()
             raise
@@ -136,6 +137,19 @@ class GenerationService:
     @property
     def pending(self) -> int:
         return self._pending
+
+    def _start_retrying(self, request: GenerationInput) -> tuple[Generation, bool]:
+        """``_start`` run again when its unit lost a race (``WriteConflictError``): nothing is queued before
+        its commit, so a re-run is safe."""
+        retries = self.services.db.conflict_retries
+        for attempt in range(retries + 1):
+            try:
+                return self._start(request)
+            except WriteConflictError:
+                if attempt >= retries:
+                    raise
+                conflict_pause(attempt)
+        raise AssertionError("unreachable")
 
     def _start(self, request: GenerationInput) -> tuple[Generation, bool]:
         """The intent row and the queued synthesis; ``False`` when a retried request answered instead."""
