@@ -156,6 +156,10 @@ def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
         return _check_server(args, db)
     db.refresh(force=True)
     integrity = integrity_check(db.local_path)
+    if integrity == "ok":
+        from backend.db.search import fts_problem
+
+        integrity = fts_problem(str(db.local_path)) or integrity
     diffs = [str(d) for d in schema_differences(db.local_path)] if integrity == "ok" else []
     current, head = db.local_revision, head_revision()
     ok = integrity == "ok" and current == head and not diffs

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--short", action="store_true", help="small sizes, few repeats (CI)")
     parser.add_argument("--only", default=None, help="run modules whose name contains this")
+    parser.add_argument(
+        "--long", action="store_true", help="also the largest cases (1M history rows)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -54,7 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in modules(args.only):
         started = time.perf_counter()
         module = importlib.import_module(f"bench.{name}")
-        for row in module.run(short=args.short):
+        import inspect
+
+        kwargs = (
+            {"long": True}
+            if args.long and "long" in inspect.signature(module.run).parameters
+            else {}
+        )
+        for row in module.run(short=args.short, **kwargs):
             rows.append({"module": name, **row})
         print(f"# {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
     if args.json:

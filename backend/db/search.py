@@ -2,9 +2,10 @@
 
 One meaning on both backends, two indexes (migration ``0005_history_fts``):
 
-- SQLite: the FTS5 ``trigram`` table ``generations_fts``. A term of three or more characters is asked as one
-  phrase, which matches exactly the rows whose text or profile name contains it (trigram phrases are
-  substrings; case folded). A shorter term has no trigram, so it falls back to the ``LIKE`` scan it always was.
+- SQLite: the FTS5 ``trigram`` table ``generations_fts`` (``detail='none'``). A term of three or more characters
+  is asked as "every trigram of the term" — the rows that may contain it, a small superset — and those are
+  re-checked with the ``LIKE`` the search always was, so the answer is exactly the scan's, found without
+  reading every row. A shorter term has no trigram, so it falls back to the scan.
 - PostgreSQL: ``ILIKE '%term%'`` as before; the ``pg_trgm`` GIN indexes make it an index lookup for three or
   more characters.
 
@@ -13,7 +14,7 @@ One meaning on both backends, two indexes (migration ``0005_history_fts``):
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, and_, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from backend.db.models import Generation
@@ -48,10 +49,34 @@ def contains(session: Session, term: str) -> ColumnElement[bool]:
     dialect = session.get_bind().dialect.name
     if dialect != "sqlite" or len(term) < MIN_INDEXED_CHARS or not _has_fts(session):
         return _scan(term)
-    phrase = '"' + term.replace('"', '""') + '"'
-    matches = (
+    trigrams = dict.fromkeys(term[i : i + 3] for i in range(len(term) - 2))
+    query = " AND ".join('"' + t.replace('"', '""') + '"' for t in trigrams)
+    candidates = (
         select(literal_column("rowid"))
         .select_from(text("generations_fts"))
-        .where(text("generations_fts MATCH :fts_phrase").bindparams(fts_phrase=phrase))
+        .where(text("generations_fts MATCH :fts_query").bindparams(fts_query=query))
     )
-    return literal_column("generations.rowid").in_(matches.scalar_subquery())
+    return and_(literal_column("generations.rowid").in_(candidates.scalar_subquery()), _scan(term))
+
+
+def fts_problem(path: str) -> str | None:
+    """Why the FTS index of a SQLite file disagrees with ``generations`` (``db check``), or None when it agrees
+    or the file has none. FTS5 runs the check as a write statement that changes nothing: give it a private
+    copy (the worker's local copy), never the shared file."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        has = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='generations_fts'"
+        ).fetchone()
+        if not has:
+            return None
+        conn.execute(
+            "INSERT INTO generations_fts(generations_fts, rank) VALUES ('integrity-check', 1)"
+        )
+        return None
+    except sqlite3.DatabaseError as exc:
+        return f"the history search index is out of sync ({exc}); rebuild it with INSERT INTO generations_fts(generations_fts) VALUES ('rebuild')"
+    finally:
+        conn.close()
