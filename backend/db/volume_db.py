@@ -143,15 +143,26 @@ SHARED_NAME = (
 
 
 class _ReadWriteLock:
-    """Many readers of the local copy, or one swapper of it: a file is never replaced under an open session."""
+    """Many readers of the local copy, or one swapper of it: a file is never replaced under an open session.
+
+    The thread holding it exclusively may take it again (shared or exclusive): a write unit that reads through
+    ``read()`` while it runs on the local copy must not wait for itself.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writer = False
+        self._owner: int | None = None
+
+    def _mine(self) -> bool:
+        return self._writer and self._owner == threading.get_ident()
 
     @contextmanager
     def shared(self) -> Iterator[None]:
+        if self._mine():
+            yield
+            return
         with self._cond:
             while self._writer:
                 self._cond.wait()
@@ -165,15 +176,20 @@ class _ReadWriteLock:
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
+        if self._mine():
+            yield
+            return
         with self._cond:
             while self._writer or self._readers:
                 self._cond.wait()
             self._writer = True
+            self._owner = threading.get_ident()
         try:
             yield
         finally:
             with self._cond:
                 self._writer = False
+                self._owner = None
                 self._cond.notify_all()
 
 
@@ -279,6 +295,9 @@ class VolumeDatabase:
                     + restore_hint(self.settings)
                 ) from exc
             with self._rw.exclusive():
+                # a unit killed mid-transaction on the local copy leaves its rollback journal: SQLite would
+                # play it back into the fresh copy
+                Path(f"{self.local_path}-journal").unlink(missing_ok=True)
                 os.replace(tmp, self.local_path)
                 self._pulled = key
                 self._local_revision = revision
@@ -315,7 +334,70 @@ class VolumeDatabase:
     # ---------------------------------------------------------------- writes
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One unit of work: commit, fence and publish on a clean exit; nothing published if it raises."""
+        """One unit of work: commit, fence and publish on a clean exit; nothing published if it raises.
+
+        The unit runs on the local copy itself and the publish is its one copy onto the volume (the cycle
+        used to copy the file twice: local → work copy, work copy → volume). While the unit runs, this
+        worker's readers wait (they never see a change that is not published): when the fence or the publish
+        fails after the commit, the local copy is pulled again from the shared file before they go on.
+        """
+        if not self.shared_path.exists():
+            with self._write_on_work_copy() as session:
+                yield session
+            return
+        with self._write_mutex, self.lease() as held:
+            self.refresh(force=True)
+            base = self._pulled
+            self._check_schema()
+            with self._rw.exclusive():
+                session = Session(self._local_engine(), expire_on_commit=False)
+                try:
+                    yield session
+                    session.flush()
+                    raw = session.connection().connection.driver_connection
+                    changed = raw is not None and raw.total_changes > 0
+                    if (
+                        changed
+                    ):  # the version stamp peers detect a publish by, inside the same commit
+                        session.execute(text(f"PRAGMA user_version={secrets.randbits(31) or 1}"))
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+                finally:
+                    session.close()
+                if changed:
+                    self._publish_local(held, base)
+        self.stats.writes += 1
+
+    def _publish_local(self, held: _HeldLease, base: VersionKey | None) -> None:
+        """Fence, then the committed local copy onto the volume; on any failure the local copy is pulled
+        again (the shared file is unchanged, so this worker must not keep reading the unpublished change)."""
+        try:
+            if self.before_publish is not None:
+                self.before_publish(WorkCopy(self.local_path, self._local_revision))
+            self._fence(held, base)
+            self._pulled = self._publish(self.local_path, stamped=True)
+        except BaseException:
+            self._resync_local()
+            raise
+        self._local_revision = read_revision(self.local_path)
+        self.stats.publishes += 1
+        self._rotating_backup()
+
+    def _resync_local(self) -> None:
+        self._pulled = None
+        try:
+            self._pull()
+        except Exception:  # noqa: BLE001 - the next read pulls again; never keep the unpublished copy
+            self.local_path.unlink(missing_ok=True)
+            log.warning(
+                "could not pull the shared database again after a failed publish", exc_info=True
+            )
+
+    @contextmanager
+    def _write_on_work_copy(self) -> Iterator[Session]:
+        """The unit on a private work copy (no shared file yet: the lease-held cycle decides what happens)."""
         with self.write_file() as work:
             engine = sqlite_engine(work.path, self.settings.sqlite_vfs)
             session = Session(engine, expire_on_commit=False)
@@ -500,14 +582,18 @@ class VolumeDatabase:
             self.stats.fence_failures += 1
             raise WriteConflictError(f"write not published: {reason}; retry the request")
 
-    def _publish(self, work_path: Path) -> VersionKey:
-        """Backup API into a temp file beside the shared one → fsync → os.replace → fsync(dir).
+    def _publish(self, work_path: Path, *, stamped: bool = False) -> VersionKey:
+        """Copy into a temp file beside the shared one → fsync → os.replace → fsync(dir).
+
+        ``stamped``: ``work_path`` is a committed, closed file already carrying a fresh version stamp (the
+        local copy after a unit): one sequential file copy. Otherwise (migrations, restores) the SQLite backup
+        API copies it and the stamp is set on the copy.
 
         A full or read-only volume is reported as such (``VolumeFullError``/``VolumeReadOnlyError``): the temp
         file is removed and the shared file is untouched, so nothing partial is ever visible.
         """
         try:
-            return self._publish_file(work_path)
+            return self._publish_file(work_path, stamped=stamped)
         except (OSError, sqlite3.Error) as exc:
             fault = self._volume_fault(exc)
             if fault is None:
@@ -523,20 +609,14 @@ class VolumeDatabase:
         self.last_volume_fault = (time.monotonic(), kind)
         return fault
 
-    def _publish_file(self, work_path: Path) -> VersionKey:
+    def _publish_file(self, work_path: Path, *, stamped: bool = False) -> VersionKey:
         db_dir = self.shared_path.parent
         tmp = db_dir / f"{self.shared_path.name}.tmp-{uuid.uuid4().hex}"
         try:
-            src = sqlite3.connect(str(work_path))
-            dst = sqlite3.connect(str(tmp))
-            try:
-                dst.execute("PRAGMA journal_mode=OFF")
-                src.backup(dst)
-                # a fresh random version stamp: peers detect the new file by content, not by stat
-                dst.execute(f"PRAGMA user_version={secrets.randbits(31) or 1}")
-            finally:
-                dst.close()
-                src.close()
+            if stamped:
+                shutil.copyfile(work_path, tmp)
+            else:
+                self._backup_into(work_path, tmp)
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -549,6 +629,20 @@ class VolumeDatabase:
             return published
         finally:
             tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _backup_into(work_path: Path, tmp: Path) -> None:
+        """The SQLite backup API into ``tmp``, stamped with a fresh random version (peers detect a new file by
+        content, not by stat)."""
+        src = sqlite3.connect(str(work_path))
+        dst = sqlite3.connect(str(tmp))
+        try:
+            dst.execute("PRAGMA journal_mode=OFF")
+            src.backup(dst)
+            dst.execute(f"PRAGMA user_version={secrets.randbits(31) or 1}")
+        finally:
+            dst.close()
+            src.close()
 
     def close(self) -> None:
         if self._engine is not None:
