@@ -204,6 +204,11 @@ class HistoryResponse(GenerationResponse):
 class HistoryListResponse(BaseModel):
     items: list[HistoryResponse]
     total: int
+    next_cursor: str | None = Field(
+        None,
+        description="pass as `after` for the next page (keyset paging: as fast at row 1,000,000 as at row 50); "
+        "null on the last page",
+    )
 
 
 class HistoryStatsResponse(BaseModel):

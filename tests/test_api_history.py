@@ -215,3 +215,46 @@ def test_history_export_then_import_round_trip(
     r = api_client.post("/history/import", files={"file": ("g.zip", data, "a/zip")})
     assert r.status_code == 200, r.text
     assert r.json()["id"] == g and r.json()["profile_id"] == a
+
+
+def test_keyset_pages_walk_the_same_order_as_offsets(
+    api_client: TestClient, api_services: Services
+) -> None:
+    pid = _profile(api_client, "Pager")
+    for i in range(23):  # same second for some rows: the id breaks the tie
+        add_generation(
+            api_services,
+            profile_id=pid,
+            profile_name="Pager",
+            text=f"page {i}",
+            created_offset_s=i // 3,
+            status="failed",
+        )
+    by_offset = [
+        item["id"]
+        for offset in range(0, 23, 5)
+        for item in api_client.get("/history", params={"limit": 5, "offset": offset}).json()[
+            "items"
+        ]
+    ]
+    by_key, after, pages = [], None, 0
+    while True:
+        params = {"limit": 5, **({"after": after} if after else {})}
+        body = api_client.get("/history", params=params).json()
+        assert body["total"] == 23
+        by_key += [item["id"] for item in body["items"]]
+        pages += 1
+        after = body["next_cursor"]
+        if after is None:
+            break
+    assert by_key == by_offset and len(by_key) == 23 and pages == 5
+    searched = api_client.get("/history", params={"search": "page 1", "limit": 2}).json()
+    rest = api_client.get(
+        "/history", params={"search": "page 1", "limit": 50, "after": searched["next_cursor"]}
+    ).json()
+    assert len(searched["items"]) + len(rest["items"]) == searched["total"] == 11
+    assert api_client.get("/history", params={"after": "gone"}).status_code == 404
+    skipped = api_client.get(
+        "/history", params={"limit": 5, "after": by_key[4], "offset": 5}
+    ).json()
+    assert [item["id"] for item in skipped["items"]] == by_key[10:15]

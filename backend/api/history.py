@@ -41,18 +41,33 @@ def _audio_response(answer: AudioAnswer, disposition: str) -> Response:
     return Response(answer.data or b"", media_type=answer.media_type, headers=headers)
 
 
+def next_cursor(rows: list, limit: int) -> str | None:  # type: ignore[type-arg]
+    from backend.services.history import cursor_of
+
+    return cursor_of(rows[-1]) if len(rows) == limit else None
+
+
 @router.get("/history", response_model=HistoryListResponse)
 def list_history(
     profile_id: str | None = None,
     search: str | None = Query(None, max_length=500),
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    after: str | None = Query(
+        None,
+        max_length=200,
+        description="keyset paging for deep pages: the `next_cursor` (a generation id) of the previous page",
+    ),
     services: Services = Depends(get_services),
 ) -> HistoryListResponse:
     rows, total = services.history.list(
-        profile_id=profile_id, search=search, limit=limit, offset=offset
+        profile_id=profile_id, search=search, limit=limit, offset=offset, after=after
     )
-    return HistoryListResponse(items=[HistoryResponse.from_row(r) for r in rows], total=total)
+    return HistoryListResponse(
+        items=[HistoryResponse.from_row(r) for r in rows],
+        total=total,
+        next_cursor=next_cursor(rows, limit),
+    )
 
 
 @router.get("/history/stats", response_model=HistoryStatsResponse)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import Generation, utcnow
@@ -47,6 +47,11 @@ class HistoryStats:
     by_status: dict[str, int]
 
 
+def cursor_of(row: Generation) -> str:
+    """The keyset cursor of a row: its id (the server looks up its place in the order)."""
+    return row.id
+
+
 class HistoryService:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -67,8 +72,15 @@ class HistoryService:
         search: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: str | None = None,
     ) -> tuple[list[Generation], int]:
-        """Newest first; ``search`` matches the text or the profile name, case-insensitively."""
+        """Newest first; ``search`` matches the text or the profile name, case-insensitively.
+
+        ``after`` (the id of the last row of the previous page) pages by key instead of by offset: the index
+        seeks straight to the rows older than that one, where an offset walks past every row before it;
+        ``offset`` then skips rows after it. ``total`` counts every match. A cursor row that is gone is a 404
+        (start again from the first page).
+        """
         if not 1 <= limit <= MAX_LIMIT:
             raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}")
         if not 0 <= offset <= MAX_OFFSET:
@@ -77,9 +89,24 @@ class HistoryService:
         if profile_id:
             query = query.where(Generation.profile_id == profile_id)
         with self.db.read() as session:
+            key = None
+            if after:
+                anchor = session.get(Generation, after)
+                if anchor is None:
+                    raise NotFoundError(
+                        f"history cursor {after!r} is not a generation (deleted?); start from the first page"
+                    )
+                key = (anchor.created_at, anchor.id)
             if search:
                 query = query.where(contains(session, search))
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            if key is not None:
+                query = query.where(
+                    or_(
+                        Generation.created_at < key[0],
+                        and_(Generation.created_at == key[0], Generation.id < key[1]),
+                    )
+                )
             rows = session.scalars(
                 query.order_by(Generation.created_at.desc(), Generation.id.desc())
                 .limit(limit)
