@@ -40,6 +40,7 @@ def test_pins_match_pyproject() -> None:
         "runpod",
         "filelock",
         "sqlalchemy",
+        "psycopg[binary]",
     ):
         spec = pinned[name.lower()]
         assert f'"{spec}"' in DOCKERFILE, (
