@@ -455,3 +455,27 @@ def test_newer_image_migrates_postgresql_and_old_workers_stop_writing(
     )
     assert again.returncode == 3 and NEWER in again.stderr
     assert PASSWORD not in again.stderr + result.stderr
+
+
+def test_serverless_cold_start_with_the_database_down_fails_with_one_line(
+    tmp_path: Path, pg_server: PgServer, subprocess_env
+) -> None:  # type: ignore[no-untyped-def]
+    """RunPod: the worker exits at cold start (RunPod replaces it) instead of taking jobs it cannot serve."""
+    from tests.support.postgres import free_port
+
+    url = pg_server.url("voicebox", password="n0t-logged-pw", port=free_port())
+    env = subprocess_env("rp", VOICEBOX_DATABASE_URL=url, VOICEBOX_DB_CONNECT_TIMEOUT="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "backend.serverless_handler"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    failures = [line for line in out.splitlines() if "cold start failed" in line]
+    assert len(failures) == 1, out
+    assert "phase 'bootstrap'" in failures[0] and "DatabaseUnavailableError" in failures[0]
+    assert "n0t-logged-pw" not in out and "Traceback" not in out
