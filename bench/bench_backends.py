@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import insert
+from sqlalchemy.orm import Session
 
 from backend.config import Settings, load_settings
 from backend.db.interface import Database, open_database
@@ -98,25 +99,31 @@ def fill_history(db: Database, rows: int, *, text_bytes: int = 0, seed: int = 7)
     rng = random.Random(seed)
     start = datetime(2026, 1, 1)
     batch = 20_000
-    for offset in range(0, rows, batch):
-        values = []
-        for i in range(offset, min(rows, offset + batch)):
-            words = " ".join(rng.choice(WORDS) for _ in range(8))
-            values.append(
-                {
-                    "id": f"h-{i:08d}",
-                    "text": (words + " " + "x" * text_bytes)[: max(len(words), text_bytes)],
-                    "profile_name": rng.choice(WORDS).title(),
-                    "language": "en",
-                    "engine": "qwen",
-                    "status": "completed",
-                    "is_favorited": False,
-                    "source": "manual",
-                    "created_at": start + timedelta(seconds=i),
-                }
-            )
-        with db.write() as session:
-            session.execute(insert(Generation), values)
+    with db.write() as session:  # one unit: on the volume, one publish (not one per batch)
+        for offset in range(0, rows, batch):
+            _insert_batch(session, rng, start, offset, min(rows, offset + batch), text_bytes)
+
+
+def _insert_batch(
+    session: Session, rng: random.Random, start: datetime, first: int, stop: int, text_bytes: int
+) -> None:
+    values = []
+    for i in range(first, stop):
+        words = " ".join(rng.choice(WORDS) for _ in range(8))
+        values.append(
+            {
+                "id": f"h-{i:08d}",
+                "text": (words + " " + "x" * text_bytes)[: max(len(words), text_bytes)],
+                "profile_name": rng.choice(WORDS).title(),
+                "language": "en",
+                "engine": "qwen",
+                "status": "completed",
+                "is_favorited": False,
+                "source": "manual",
+                "created_at": start + timedelta(seconds=i),
+            }
+        )
+    session.execute(insert(Generation), values)
 
 
 def _p50(times: list[float]) -> float:

@@ -32,6 +32,11 @@ def test_bench_short_prints_one_table() -> None:
         "GET /history",
         "voice prompt",
         "tiny Qwen load",
+        "one write @ 1 MB-equivalent library (sqlite)",
+        "one write @ 1 MB-equivalent library (postgresql)",
+        "write throughput, 4 writer process(es) (postgresql)",
+        "history search (a word)",
+        "history deep page by key",
     ):
         assert needle in names, f"{needle!r} missing from the bench table"
     assert any(line.startswith("machine: ") for line in result.stdout.splitlines())
