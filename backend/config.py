@@ -308,6 +308,17 @@ def database_url(raw: str | None) -> str | None:
             "VOICEBOX_DATABASE_URL is not a URL: use postgresql+psycopg://user:password@host:5432/db"
         )
     if scheme in {"postgres", "postgresql", "postgresql+psycopg"}:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(f"postgresql://{rest}")
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise SettingsError(
+                "VOICEBOX_DATABASE_URL has a port that is not a number (host:5432)"
+            ) from None
+        if not parts.hostname and "host=" not in parts.query:
+            raise SettingsError("VOICEBOX_DATABASE_URL names no host (user:password@host:5432/db)")
         return f"postgresql+psycopg://{rest}"
     raise SettingsError(
         f"VOICEBOX_DATABASE_URL has the scheme {scheme[:30]!r}: only postgresql+psycopg:// is "

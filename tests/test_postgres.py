@@ -182,8 +182,10 @@ def test_bad_urls_and_secrets_in_settings() -> None:
     with pytest.raises(SettingsError) as err:
         load_settings({"VOICEBOX_DATABASE_URL": "mysql://root:hunter2@db/x"})
     assert "hunter2" not in str(err.value) and "postgresql+psycopg" in str(err.value)
-    with pytest.raises(SettingsError):
-        load_settings({"VOICEBOX_DATABASE_URL": "not a url"})
+    for bad in ("not a url", "postgresql://u:hunter2@h:notaport/d", "postgresql://u:hunter2@/d"):
+        with pytest.raises(SettingsError) as err:
+            load_settings({"VOICEBOX_DATABASE_URL": bad})
+        assert "hunter2" not in str(err.value)
     ok = load_settings({"VOICEBOX_DATABASE_URL": "postgres://u:p@h:5/d?sslmode=require"})
     assert ok.database_url == "postgresql+psycopg://u:p@h:5/d?sslmode=require"
     assert redact_url("postgresql+psycopg://u:hunter2@h:5/d?password=x&sslmode=require") == (
