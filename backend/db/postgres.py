@@ -91,7 +91,7 @@ class PostgresDatabase:
     """``Database`` on PostgreSQL; one engine (a pool of ``VOICEBOX_DB_POOL_SIZE``) per worker."""
 
     kind = DatabaseKind.POSTGRESQL
-    conflict_retries = 10
+    conflict_retries = 12
 
     def __init__(self, settings: Settings, *, expected_revision: str | None = None) -> None:
         self.settings = settings
