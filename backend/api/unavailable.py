@@ -57,7 +57,7 @@ class Unavailable:
 
 
 def _now() -> str:
-    return datetime.now(UTC).replace(tzinfo=None).isoformat()
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _readiness(_: dict[str, str]) -> dict[str, Any]:
@@ -262,6 +262,16 @@ def _endpoint(route: Unavailable) -> Callable[..., Response]:
     return answer
 
 
+#: the spec of an event-stream answer (its content type is not JSON)
+_SSE_RESPONSE: dict[int | str, Any] = {
+    200: {
+        "description": "one final server-sent event",
+        # each event's data is one JSON object (the app's progress fields)
+        "content": {"text/event-stream": {"schema": {"type": "object"}}},
+    }
+}
+
+
 def build_router() -> APIRouter:
     router = APIRouter(tags=["not available here"])
     for route in UNAVAILABLE:
@@ -273,6 +283,7 @@ def build_router() -> APIRouter:
             status_code=status,
             summary=f"not available here: {route.reason}",
             name=f"unavailable {route.method} {route.path}",
+            responses=_SSE_RESPONSE if route.kind == "sse" else None,
         )
     return router
 
