@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from backend import __version__
 from backend.config import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DB = 0, 1, 2, 3
@@ -237,6 +238,7 @@ def cmd_volume_probe(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebox-worker", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default=None, help="override VOICEBOX_LOG_LEVEL")
+    parser.add_argument("--version", action="version", version=f"voicebox-worker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(parent, name: str, handler: Handler, help_text: str):  # type: ignore[no-untyped-def]

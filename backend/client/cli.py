@@ -301,7 +301,10 @@ def add_commands(subparsers: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Standalone entry (``python -m backend.client``) with the same commands."""
+    from backend import __version__
+
     parser = argparse.ArgumentParser(prog="voicebox-worker")
+    parser.add_argument("--version", action="version", version=f"voicebox-worker {__version__}")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.handler(args))

@@ -11,11 +11,13 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+from backend import __version__
+
 if TYPE_CHECKING:
     from backend.services.container import Services
 
 log = logging.getLogger(__name__)
-VERSION = "0.1.0"
+VERSION = __version__
 ENGINE_KEYS = (
     "model_loaded",
     "model_downloaded",
