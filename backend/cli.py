@@ -53,6 +53,19 @@ def cmd_bootstrap(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _warn_missing_models(settings: Settings) -> None:
+    """``serve`` loads models on first use: say now, not in the first generate's error, what is missing."""
+    from backend.engines.hfcache import check_snapshot, not_downloaded_hint
+
+    for repo in (settings.tts_model, settings.stt_model):
+        if repo.strip().lower() != "fake" and not check_snapshot(settings.hf_home, repo).complete:
+            print(
+                f"voicebox-worker: warning: {not_downloaded_hint(repo)}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -64,6 +77,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host or settings.host, port=args.port or settings.port
     )
     print(bootstrap(settings).as_json(), flush=True)
+    _warn_missing_models(settings)
     app = create_app(settings, services=Services.for_worker(settings))
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
     return EXIT_OK

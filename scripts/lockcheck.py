@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in found:
         print(f"lockcheck: {line}", file=sys.stderr)
     if found:
-        print("lockcheck: the environment differs from requirements.lock (see docs/release.md)", file=sys.stderr)
+        print(
+            "lockcheck: the environment differs from requirements.lock (see docs/release.md)",
+            file=sys.stderr,
+        )
         return 1
     print(f"lockcheck: {len(installed())} packages match requirements.lock", file=sys.stderr)
     return 0

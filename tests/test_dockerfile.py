@@ -78,7 +78,9 @@ def test_lock_satisfies_pyproject() -> None:
         name = lockcheck.normalize(req.name)
         if name == lockcheck.PROJECT:
             continue
-        assert name in pins, f"{req.name} is declared in pyproject.toml but not locked: run scripts/lock.sh"
+        assert name in pins, (
+            f"{req.name} is declared in pyproject.toml but not locked: run scripts/lock.sh"
+        )
         assert req.specifier.contains(pins[name], prereleases=True), (
             f"pyproject.toml wants {text}; requirements.lock has {pins[name]}: run scripts/lock.sh"
         )
@@ -118,7 +120,9 @@ def test_lockcheck_finds_every_kind_of_difference() -> None:
     assert check(pins, runtime, extras="server", cuda="cpu", cuda_built=None)
     assert check(pins, ok, extras="server", cuda="13.0", cuda_built="12.8")
     assert check(pins, ok, extras="server", cuda="cpu", cuda_built="13.0")
-    assert check(pins, ok, extras="client", cuda="cpu", cuda_built=None)  # torch in a client install
+    assert check(
+        pins, ok, extras="client", cuda="cpu", cuda_built=None
+    )  # torch in a client install
 
 
 def test_torch_cuda_build_runs_on_the_allowed_hosts() -> None:

@@ -60,7 +60,9 @@ def defer_unused_imports() -> list[str]:
         if spec is None:
             continue  # not installed: qwen_tts's own import error will say so
         module = _DeferredModule(name)
-        module.__spec__ = spec  # importlib.util.find_spec(name) must keep answering (transformers asks)
+        module.__spec__ = (
+            spec  # importlib.util.find_spec(name) must keep answering (transformers asks)
+        )
         module.__file__ = spec.origin
         sys.modules[name] = module
         registered.append(name)

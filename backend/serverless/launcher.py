@@ -244,7 +244,9 @@ def main(argv: list[str] | None = None, *, hooks: LaunchHooks | None = None) -> 
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per loopback request is noise
     if settings.log_level.upper() != "DEBUG":
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin set-up lines; migrations log their own
+        logging.getLogger("alembic").setLevel(
+            logging.WARNING
+        )  # plugin set-up lines; migrations log their own
     hooks = hooks or default_hooks()
     phases: dict[str, float] = {}
 

@@ -27,6 +27,7 @@ ENGINE_KEYS = (
     "vram_used_mb",
     "backend_type",
     "backend_variant",
+    "model_hint",
 )
 
 
