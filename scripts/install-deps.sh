@@ -19,7 +19,7 @@ TORCH_CUDA=${TORCH_CUDA:-cpu}
 pin() { grep -i -m1 "^$1==" "$LOCK" || { echo "install-deps: $1 is not in $LOCK (run scripts/lock.sh)" >&2; exit 1; }; }
 pip_() { "$PY" -m pip install -q --no-input -c "$LOCK" "$@"; }
 
-"$PY" -m pip install -q --no-input "$(pin pip)"
+"$PY" -m pip install -q --no-input "$(pin pip)" "$(pin setuptools)"  # venv seeds: the lock's too
 if [ "$EXTRAS" != client ]; then
   if [ -n "${TORCH_INDEX:-}" ]; then pip_ --extra-index-url "$TORCH_INDEX" torch; else pip_ torch; fi
 fi

@@ -209,7 +209,9 @@ def base_root(release: str, cache: Path, mirror: str, root: Path) -> float:
             shutil.rmtree(fresh, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     _run(["tar", "-C", str(root), "-xf", str(tarball)])
-    root.chmod(0o755)  # an image's / is world-readable (the tarball's "." came from a private temp folder)
+    root.chmod(
+        0o755
+    )  # an image's / is world-readable (the tarball's "." came from a private temp folder)
     return time.perf_counter() - started
 
 
@@ -244,7 +246,9 @@ def pip_sources() -> tuple[dict[str, str], list[str]]:
             local = Path(path)
             if path.startswith("/") and local.exists():
                 # a file:// "simple" index links to files beside it: bind the folder that holds both
-                dirs.append(str(local.parent if local.name == "simple" or local.is_file() else local))
+                dirs.append(
+                    str(local.parent if local.name == "simple" or local.is_file() else local)
+                )
     return found, sorted(set(dirs))
 
 

@@ -39,11 +39,9 @@ def _source(settings: Any, repo: str) -> str:
     """Which setting names ``repo`` (and whether it is the built-in default): what the worker will use."""
     import os
 
-    from backend.config import DEFAULT_STT_MODEL, DEFAULT_TTS_MODEL
-
-    for var, value, default in (
-        ("VOICEBOX_TTS_MODEL", settings.tts_model, DEFAULT_TTS_MODEL),
-        ("VOICEBOX_STT_MODEL", settings.stt_model, DEFAULT_STT_MODEL),
+    for var, value in (
+        ("VOICEBOX_TTS_MODEL", settings.tts_model),
+        ("VOICEBOX_STT_MODEL", settings.stt_model),
     ):
         if repo == value:
             return var if os.environ.get(var, "").strip() else f"{var} not set: default"
@@ -102,10 +100,8 @@ def cmd_models_prefetch(args: argparse.Namespace, settings: Any) -> int:
 
 def cmd_models_install_demo(args: argparse.Namespace, settings: Any) -> int:
     """Install the tiny random-weight demo models (noise output) into the volume cache."""
-    from backend.engines.demo import install_demo_models
+    from backend.engines.demo import demo_installed, install_demo_models
     from backend.engines.hfcache import check_snapshot
-
-    from backend.engines.demo import demo_installed
 
     already = not args.force and demo_installed(settings.hf_home)
     try:
