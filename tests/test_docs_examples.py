@@ -140,3 +140,17 @@ def test_first_answer_and_quiet_start(worker: LocalWorker) -> None:
         "Traceback",
     ):
         assert noise not in log, noise
+
+
+def test_runpod_hub_tests_pass_on_a_fresh_worker(worker: LocalWorker) -> None:
+    """.runpod/tests.json runs on the demo models (built by the worker itself: no volume, no download)."""
+    import json
+
+    spec = json.loads((ROOT / ".runpod" / "tests.json").read_text())
+    env = {item["key"]: item["value"] for item in spec["config"]["env"]}
+    assert env["VOICEBOX_TTS_MODEL"] == "voicebox-demo/tiny-qwen3-tts-base"
+    assert env["VOICEBOX_STT_MODEL"] == "voicebox-demo/tiny-whisper"
+    for test in spec["tests"]:
+        answer = worker.runsync(test["input"], timeout=test["timeout"] / 1000)
+        assert answer["status"] == "COMPLETED", (test["name"], answer)
+        assert answer["output"]["status_code"] < 400, (test["name"], answer)
