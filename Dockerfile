@@ -30,7 +30,7 @@ COPY backend ./backend
 COPY migrations ./migrations
 COPY volume_bootstrap ./volume_bootstrap
 COPY bench ./bench
-COPY handler.py test_input.json ./
+COPY handler.py ./
 RUN pip install -q --no-deps . \
  && python scripts/lockcheck.py --extras server --torch-cuda "$TORCH_CUDA" \
  && python -m backend.engines.prewarm \

@@ -26,7 +26,10 @@ if [ "$UPGRADE" = 0 ] && [ -f requirements.lock ]; then
 fi
 "$py" -m pip install -q --upgrade pip "${constraints[@]}"
 "$py" -m pip install -q "$TORCH_SPEC"
-"$py" -m pip install -q "${constraints[@]}" -e ".[dev]"
+if ! "$py" -m pip install -q "${constraints[@]}" -e ".[dev]"; then
+  [ "$UPGRADE" = 0 ] && echo "lock: a requirement conflicts with a current pin: scripts/lock.sh --upgrade" >&2
+  exit 1
+fi
 for spec in $("$PYTHON" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["voicebox-worker"]["install-no-deps"]))'); do
   "$py" -m pip install -q --no-deps "$spec"
 done
