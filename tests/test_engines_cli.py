@@ -74,6 +74,24 @@ def test_install_demo_then_status_ok(
     # a second install finds them complete and builds nothing (scripts/run-local.sh starts fast)
     code, data, _ = run(capsys, "models", "install-demo", "--json")
     assert code == 0 and data["built"] is False
+
+
+def test_status_without_settings_points_at_the_installed_demo_models(
+    volume: Path,
+    tiny_models: TinyModels,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    """After scripts/run-local.sh, a plain `models status` says which models that worker really uses."""
+    assert main(["models", "install-demo"]) == 0
+    capsys.readouterr()
+    monkeypatch.delenv("VOICEBOX_TTS_MODEL")
+    monkeypatch.delenv("VOICEBOX_STT_MODEL")
+    assert main(["models", "status"]) == 1
+    text = capsys.readouterr().out
+    assert "Qwen/Qwen3-TTS-12Hz-1.7B-Base (VOICEBOX_TTS_MODEL not set: default)" in text
+    assert "the offline demo models are installed on this volume" in text
+    assert "VOICEBOX_TTS_MODEL=voicebox-demo/tiny-qwen3-tts-base" in text
     # prefetch of a complete repo needs no network at all
     code, data, _ = run(capsys, "models", "prefetch", DEMO_TTS_REPO, "--json")
     assert code == 0 and data["models"][0]["complete"]
