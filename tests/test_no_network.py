@@ -99,3 +99,20 @@ def test_worker_start_makes_no_off_machine_network_attempt(tmp_path: Path) -> No
     assert off_machine_attempts(trace.read_text()) == []
     for noise in ("flash-attn is not installed", "sox: not found", "talker_config is None"):
         assert noise not in result.stdout + result.stderr
+
+
+def test_importing_qwen_tts_skips_what_the_worker_never_uses() -> None:
+    """onnxruntime and sox stay deferred and scikit-learn is not imported (start time), in a fresh interpreter."""
+    code = (
+        "import sys\n"
+        "from backend.engines.qwen import import_qwen_tts\n"
+        "import_qwen_tts()\n"
+        "from backend.engines.quiet_imports import _DeferredModule\n"
+        "print(sorted(n for n in ('onnxruntime', 'sox') if not isinstance(sys.modules.get(n), _DeferredModule)),"
+        " 'sklearn' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[] False"

@@ -26,7 +26,12 @@ import sys
 import types
 from collections.abc import Iterator
 
-__all__ = ["DEFERRED_MODULES", "defer_unused_imports", "quiet_third_party_import"]
+__all__ = [
+    "DEFERRED_MODULES",
+    "defer_unused_imports",
+    "quiet_third_party_import",
+    "skip_sklearn_in_transformers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +74,25 @@ def defer_unused_imports() -> list[str]:
     return registered
 
 
+def skip_sklearn_in_transformers() -> None:
+    """Tell transformers scikit-learn is absent: it imports ``sklearn.metrics`` at import time (~1.7 s of a
+    loaded 2-core start) for the confidence threshold of *assisted* generation, which Qwen3-TTS never uses.
+
+    ``_sklearn_available`` is private to transformers; the lock pins the version this was checked on
+    (tests/test_no_network.py fails if sklearn comes back into a worker start).
+    """
+    from transformers.utils import import_utils
+
+    if hasattr(import_utils, "_sklearn_available"):
+        import_utils._sklearn_available = False
+
+
 @contextlib.contextmanager
 def quiet_third_party_import() -> Iterator[None]:
     """Around ``import qwen_tts``: defer the unused modules, drop the config chatter, condense the prints."""
     defer_unused_imports()
+    if "transformers.generation" not in sys.modules:
+        skip_sklearn_in_transformers()
     qwen_log = logging.getLogger("qwen_tts")
     if qwen_log.level == logging.NOTSET:
         qwen_log.setLevel(logging.WARNING)  # its INFO lines are only the "config is None" defaults
