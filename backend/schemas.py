@@ -287,6 +287,8 @@ class HealthResponse(BaseModel):
     stt_model: str | None = None
     serverless: bool = False
     version: str
+    #: set when the TTS model is not in the cache: "<repo> not downloaded — run `...`" (before a generate fails)
+    model_hint: str | None = None
 
 
 class RootResponse(BaseModel):

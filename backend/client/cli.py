@@ -67,6 +67,14 @@ def _common() -> argparse.ArgumentParser:
         "--env-file", help="read RUNPOD_API_KEY etc. from this file (default ./.env)"
     )
     parent.add_argument(
+        "--local",
+        nargs="?",
+        const="http://127.0.0.1:8000",
+        metavar="URL",
+        help="use the local worker of scripts/run-local.sh instead of RunPod "
+        "(default URL http://127.0.0.1:8000; or set VOICEBOX_LOCAL_URL)",
+    )
+    parent.add_argument(
         "--timeout", type=float, default=900.0, help="seconds to wait for a job (default 900)"
     )
     parent.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -79,6 +87,7 @@ def make_client(args: argparse.Namespace) -> VoiceboxClient:
         getattr(args, "endpoint", None),
         api_base=getattr(args, "api_base", None),
         env_file=getattr(args, "env_file", None),
+        local_url=getattr(args, "local", None),
         timeout=getattr(args, "timeout", 900.0),
     )
 
@@ -218,7 +227,12 @@ def cmd_bridge(args: argparse.Namespace, client: VoiceboxClient) -> int:
             file=sys.stderr,
         )
     print(
-        f"bridge: http://{args.host}:{args.port} -> RunPod endpoint {client.endpoint_id}",
+        f"bridge: http://{args.host}:{args.port} -> "
+        + (
+            f"local worker {client.config.api_base}"
+            if client.config.local
+            else f"RunPod endpoint {client.endpoint_id}"
+        ),
         file=sys.stderr,
     )
     token_file = getattr(args, "token_file", None)
@@ -310,7 +324,10 @@ def add_commands(subparsers: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Standalone entry (``python -m backend.client``) with the same commands."""
+    from backend import __version__
+
     parser = argparse.ArgumentParser(prog="voicebox-worker")
+    parser.add_argument("--version", action="version", version=f"voicebox-worker {__version__}")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parse_args(parser, argv)
     return int(args.handler(args))

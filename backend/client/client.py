@@ -140,11 +140,17 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     return values
 
 
+#: the RunPod SDK's local test API (``scripts/run-local.sh``): ``/run``, ``/runsync`` and ``/status/{id}`` at
+#: its root, no endpoint id in the path, no API key
+LOCAL_ENDPOINT_ID = "local"
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     api_key: str
     endpoint_id: str
     api_base: str
+    local: bool = False
 
 
 def resolve_config(
@@ -154,8 +160,13 @@ def resolve_config(
     api_base: str | None = None,
     env: Mapping[str, str] | None = None,
     env_file: str | os.PathLike[str] | None = None,
+    local_url: str | None = None,
 ) -> ClientConfig:
-    """Arguments first, then the environment, then ``.env`` (``env_file`` or ``./.env``)."""
+    """Arguments first, then the environment, then ``.env`` (``env_file`` or ``./.env``).
+
+    ``local_url`` (or ``VOICEBOX_LOCAL_URL``) selects the RunPod SDK's local test API instead of RunPod: the
+    worker of ``scripts/run-local.sh`` at ``http://127.0.0.1:8000``; no key or endpoint id is needed.
+    """
     environ = dict(os.environ if env is None else env)
     file_values = read_env_file(env_file if env_file is not None else Path.cwd() / ".env")
 
@@ -167,6 +178,14 @@ def resolve_config(
                     return value
         return None
 
+    local = local_url or pick("VOICEBOX_LOCAL_URL")
+    if local:
+        return ClientConfig(
+            api_key=api_key or "local",
+            endpoint_id=LOCAL_ENDPOINT_ID,
+            api_base=local.rstrip("/"),
+            local=True,
+        )
     key = api_key or pick("RUNPOD_API_KEY")
     endpoint = endpoint_id or pick("VOICEBOX_ENDPOINT_ID", "RUNPOD_ENDPOINT_ID")
     base = api_base or pick("RUNPOD_API_BASE") or DEFAULT_API_BASE
@@ -279,6 +298,7 @@ class VoiceboxClient:
         api_base: str | None = None,
         env: Mapping[str, str] | None = None,
         env_file: str | os.PathLike[str] | None = None,
+        local_url: str | None = None,
         timeout: float = 900.0,
         runsync_wait: float = 60.0,
         poll_initial: float = 0.5,
@@ -295,7 +315,12 @@ class VoiceboxClient:
         )  # runpod imports slowly; only pay when a client is made
 
         self.config = resolve_config(
-            endpoint_id=endpoint_id, api_key=api_key, api_base=api_base, env=env, env_file=env_file
+            endpoint_id=endpoint_id,
+            api_key=api_key,
+            api_base=api_base,
+            env=env,
+            env_file=env_file,
+            local_url=local_url,
         )
         self.endpoint_id = self.config.endpoint_id
         self._endpoint = Endpoint(self.endpoint_id, api_key=self.config.api_key)
@@ -319,6 +344,10 @@ class VoiceboxClient:
         )
 
     # ---------------------------------------------------------------- RunPod REST
+
+    def _route(self, action: str) -> str:
+        """``<endpoint>/<action>`` on RunPod; ``<action>`` at the root of the SDK's local test API."""
+        return action if self.config.local else f"{self.endpoint_id}/{action}"
 
     def _rest(
         self, method: str, route: str, data: Any = None, *, timeout: float | None = None
@@ -351,6 +380,11 @@ class VoiceboxClient:
         request: dict[str, Any] = {"input": dict(envelope)}
         if policy:
             request["policy"] = dict(policy)
+        if self.config.local:
+            answer = self._rest("POST", self._route("run"), request)
+            if not isinstance(answer, dict) or "id" not in answer:
+                raise TransportError(f"local API POST /run: unexpected answer {answer!r}")
+            return str(answer["id"])
         try:
             job = self._endpoint.run(request)
         except RuntimeError as exc:
@@ -372,7 +406,9 @@ class VoiceboxClient:
         ``ResultExpired``.
         """
         try:
-            state = self._rest("GET", f"{self.endpoint_id}/status/{job_id}")
+            # the SDK's local test API answers /status only to POST
+            method = "POST" if self.config.local else "GET"
+            state = self._rest(method, self._route(f"status/{job_id}"))
         except TransportError as exc:
             if exc.status_code == 404:
                 raise ResultExpired(
@@ -387,7 +423,7 @@ class VoiceboxClient:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Ask RunPod to cancel a queued or running job."""
-        return self._rest("POST", f"{self.endpoint_id}/cancel/{job_id}")
+        return self._rest("POST", self._route(f"cancel/{job_id}"))
 
     def wait(
         self,
@@ -497,7 +533,7 @@ class VoiceboxClient:
         wait_s = max(1.0, min(self.runsync_wait, total))
         answer = self._rest(
             "POST",
-            f"{self.endpoint_id}/runsync?wait={int(wait_s * 1000)}",
+            self._route(f"runsync?wait={int(wait_s * 1000)}"),
             request,
             timeout=wait_s + self.request_timeout,
         )

@@ -53,7 +53,14 @@ WHISPER_REQUIREMENTS: tuple[Requirement, ...] = (
 
 
 def prefetch_command(repo_id: str) -> str:
+    if repo_id.startswith("voicebox-demo/"):
+        return "voicebox-worker models install-demo"
     return f"voicebox-worker models prefetch {repo_id}"
+
+
+def not_downloaded_hint(repo_id: str) -> str:
+    """The one line /health, ``models status`` and ``serve`` print for a model missing from the cache."""
+    return f"{repo_id} not downloaded — run `{prefetch_command(repo_id)}` (VOICEBOX_VOLUME at the volume)"
 
 
 class ModelNotCachedError(RuntimeError):
@@ -312,6 +319,10 @@ def download_snapshot(
         return check_snapshot(hf_home, repo_id, revision)
 
 
+def _is_demo(repo_id: str) -> bool:
+    return repo_id.startswith("voicebox-demo/")
+
+
 def ensure_model(
     settings: Settings,
     repo_id: str,
@@ -326,6 +337,11 @@ def ensure_model(
     """
     hf_home = configure_hf_env(settings)
     status = check_snapshot(hf_home, repo_id, revision)
+    if not status.complete and _is_demo(repo_id):
+        from backend.engines.demo import install_demo_models
+
+        install_demo_models(hf_home)  # built here, offline: never downloaded
+        status = check_snapshot(hf_home, repo_id, revision)
     if not status.complete:
         allowed = (not offline_requested()) if download is None else download
         reason = "; ".join(status.problems)

@@ -368,6 +368,10 @@ class EngineManager:
             "backend_type": "fake" if fake else "pytorch",
             "backend_variant": getattr(tts, "device", None) or self.settings.device,
         }
+        if not info["model_downloaded"] and not info["model_loaded"]:
+            from backend.engines.hfcache import not_downloaded_hint
+
+            info["model_hint"] = not_downloaded_hint(repo)
         torch = sys.modules.get("torch")
         if torch is not None:
             try:

@@ -58,11 +58,13 @@ def resolve_dtype(device: str) -> Any:
 
 def import_qwen_tts() -> Any:
     """Import ``qwen_tts`` with an error that says what is wrong when its torchaudio import fails."""
+    from backend.engines.quiet_imports import quiet_third_party_import
     from backend.engines.torchaudio_compat import ensure_kaldi_importable
 
     ensure_kaldi_importable()
     try:
-        import qwen_tts
+        with quiet_third_party_import():
+            import qwen_tts
     except (ImportError, OSError) as exc:
         hint = ""
         if "torchaudio" in str(exc):

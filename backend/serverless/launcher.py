@@ -245,6 +245,10 @@ def main(argv: list[str] | None = None, *, hooks: LaunchHooks | None = None) -> 
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per loopback request is noise
+    if settings.log_level.upper() != "DEBUG":
+        logging.getLogger("alembic").setLevel(
+            logging.WARNING
+        )  # plugin set-up lines; migrations log their own
     hooks = hooks or default_hooks()
     phases: dict[str, float] = {}
 

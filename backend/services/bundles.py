@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend import __version__
 from backend.db.models import Generation, Profile, ProfileSample, utcnow
 from backend.services.audio_prep import PreparedAudio, prepare_reference, probe_audio
 from backend.services.common import (
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 
 VERSION_V10 = "1.0"
 VERSION_V11 = "1.1"
-GENERATOR = "voicebox-worker 0.1.0"
+GENERATOR = f"voicebox-worker {__version__}"
 GENERATION_AUDIO_EXTS = ("wav", "flac", "mp3", "ogg", "opus")
 MANIFEST_LIMIT = 16 * 1024 * 1024
 
