@@ -37,6 +37,7 @@ def api_routers() -> list[APIRouter]:
         models,
         openai_compat,
         profiles,
+        streaming,
         system,
         transcribe,
         volume,
@@ -48,6 +49,7 @@ def api_routers() -> list[APIRouter]:
         profiles.router,
         history.router,
         library.router,
+        streaming.router,  # before generation's /generate/{id}/... paths (no overlap; kept apart anyway)
         generation.router,
         transcribe.router,
         models.router,

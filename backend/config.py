@@ -68,6 +68,11 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _falsy(value: str | None) -> bool:
+    """An explicit off (``0``, ``false``, ``no``, ``off``) for settings that default to on."""
+    return (value or "").strip().lower() in {"0", "false", "no", "off"}
+
+
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -127,6 +132,10 @@ class Settings:
     result_budget_bytes: int = 14 * 1024 * 1024
     concurrency: int = 1
     job_timeout_seconds: float = 570.0
+    max_streams: int = 4
+    stream_buffer_seconds: float = 120.0
+    stream_stall_seconds: float = 30.0
+    stream_jobs: bool = True
     ready_timeout_seconds: float = 120.0
     allow_admin_jobs: bool = False
     api_keys: tuple[str, ...] = ()
@@ -235,6 +244,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         result_budget_bytes=int(_number(env, "VOICEBOX_RESULT_BUDGET_MB", 14, minimum=0.001) * mb),
         concurrency=int(_number(env, "VOICEBOX_CONCURRENCY", 1, minimum=1)),
         job_timeout_seconds=_number(env, "VOICEBOX_JOB_TIMEOUT_SECONDS", 570.0, minimum=1),
+        max_streams=int(_number(env, "VOICEBOX_MAX_STREAMS", 4, minimum=1)),
+        stream_buffer_seconds=_number(env, "VOICEBOX_STREAM_BUFFER_SECONDS", 120.0, minimum=1),
+        stream_stall_seconds=_number(env, "VOICEBOX_STREAM_STALL_SECONDS", 30.0, minimum=0.1),
+        stream_jobs=not _falsy(env.get("VOICEBOX_STREAM_JOBS")),
         ready_timeout_seconds=_number(env, "VOICEBOX_READY_TIMEOUT_SECONDS", 120.0, minimum=1),
         allow_admin_jobs=_truthy(env.get("VOICEBOX_ALLOW_ADMIN_JOBS")),
         api_keys=_keys(env.get("VOICEBOX_API_KEYS")),

@@ -195,12 +195,15 @@ def test_aac_is_a_clear_400(client: openai.OpenAI) -> None:
     assert "aac" in str(err.value) and "ffmpeg" in str(err.value)
 
 
-def test_unknown_model_and_sse_are_refused(client: openai.OpenAI) -> None:
+def test_unknown_model_and_unstreamable_requests_are_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         speech(client, model="whisper-1")
     assert "GET /v1/models" in str(err.value)
-    with pytest.raises(openai.BadRequestError, match="stream_format"):
-        speech(client, stream_format="sse")
+    # a stream cannot carry flac (its header is rewritten at the end) or a time stretch of the whole
+    with pytest.raises(openai.BadRequestError, match="cannot be streamed"):
+        speech(client, stream_format="sse", response_format="flac")
+    with pytest.raises(openai.BadRequestError, match="speed"):
+        speech(client, stream_format="audio", speed=1.5)
 
 
 def test_blank_and_missing_input(client: openai.OpenAI) -> None:
