@@ -109,6 +109,9 @@ def test_pcm_is_raw_s16le_at_24khz(client: openai.OpenAI) -> None:
     wav, _ = speech(client, response_format="wav")
     reference, _ = decoded(wav)
     assert len(samples) == len(reference)
+    generation = response.headers["x-generation-id"]
+    stored = httpx.get(f"{client.base_url}".replace("/v1/", "") + f"/audio/{generation}").content
+    assert data == stored[44:]  # the stored samples, not requantised through floats
 
 
 def test_default_format_is_mp3(client: openai.OpenAI, server: Server) -> None:

@@ -119,7 +119,7 @@ async def audio_bytes(
                 return
     finally:
         # normal end: a no-op; a send that failed or a cancelled task: stop the synthesis
-        stream.close("the client went away")
+        stream.close("the client disconnected")
 
 
 def stream_headers(stream: AudioStream, filename: str) -> dict[str, str]:

@@ -15,11 +15,13 @@ Decisions a client may notice (also in ``docs/api.md``):
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
+import soundfile as sf
 from sqlalchemy import func, select
 
 from backend.db.models import Profile
@@ -276,6 +278,13 @@ class SpeechService:
         if fmt == "wav" and request.speed == 1.0:  # the stored file already is the answer
             return SpeechResult(
                 stored, content_type("wav"), fmt, row.id, model, audio.size / float(rate)
+            )
+        if fmt == "pcm" and request.speed == 1.0 and rate == PCM_SAMPLE_RATE:
+            # the stored samples as they are (a float round trip would requantise them by 32767/32768),
+            # so this answer and a streamed ``pcm`` of the same generation are the same bytes
+            pcm = sf.read(io.BytesIO(stored), dtype="int16", always_2d=True)[0][:, 0]
+            return SpeechResult(
+                pcm.astype("<i2").tobytes(), PCM_CONTENT_TYPE, fmt, row.id, model, pcm.size / rate
             )
         audio = time_stretch(audio, request.speed)
         data, mime = encode_speech(audio, rate, fmt)

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -88,6 +89,7 @@ class AudioStream:
         self.generation_id: str | None = None
         self.first_audio = threading.Event()
         self.finished = threading.Event()
+        self.reader_gone = threading.Event()
         self.end_state: StreamEnd | None = None
         self.samples_pushed = 0
         self._on_end = on_end
@@ -193,6 +195,7 @@ class AudioStream:
             self._items.clear()
             self._buffered = 0
             self._cond.notify_all()
+        self.reader_gone.set()
 
     @property
     def buffered_samples(self) -> int:
@@ -219,6 +222,8 @@ class StreamingService:
         )
         self.active = 0
         self._mutex = threading.Lock()
+        #: the streams not yet collected (observability for tests and the bench; never iterated for work)
+        self.streams: weakref.WeakSet[AudioStream] = weakref.WeakSet()
 
     def open(self, request: GenerationInput, *, persist: bool = True) -> AudioStream:
         """Start a streamed generation; raises before any audio on every request error (4xx)."""
@@ -249,6 +254,7 @@ class StreamingService:
             stall_seconds=self.settings.stream_stall_seconds,
             on_end=release,
         )
+        self.streams.add(stream)
         try:
             if persist:
                 row = self.services.generation.start(request, sink=stream)

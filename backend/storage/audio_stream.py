@@ -51,9 +51,17 @@ class StreamEncoder(Protocol):
 
 
 def pcm16(audio: np.ndarray) -> bytes:
-    """Float samples as PCM16 little-endian, rounded and clipped exactly as the WAV writer does."""
-    a = np.clip(to_mono(audio), -1.0, 1.0)
-    return (np.round(a * 32767.0)).astype("<i2").tobytes()
+    """Float samples as PCM16 little-endian with libsndfile's conversion: the samples ``encode_audio`` writes
+    into a WAV (so a streamed WAV or ``pcm`` carries the stored file's samples)."""
+    a = np.clip(to_mono(audio), -1.0, 1.0).astype(np.float32)
+    if not a.size:
+        return b""
+    buf = io.BytesIO()
+    with sf.SoundFile(
+        buf, "w", samplerate=24000, channels=1, format="RAW", subtype="PCM_16", endian="LITTLE"
+    ) as f:
+        f.write(a)
+    return buf.getvalue()
 
 
 def streaming_wav_header(sample_rate: int, channels: int = 1, bits: int = 16) -> bytes:
@@ -73,29 +81,14 @@ class _PcmEncoder:
     def __init__(self, sample_rate: int, *, header: bool) -> None:
         self.content_type = "audio/wav" if header else PCM_CONTENT_TYPE
         self._header = streaming_wav_header(sample_rate) if header else b""
-        # WAV samples as the stored WAV has them (libsndfile); raw pcm as the non-streamed ``pcm`` answer
-        self._convert = _pcm16_like_libsndfile if header else pcm16
 
     def encode(self, audio: np.ndarray) -> bytes:
         head, self._header = self._header, b""
-        return head + self._convert(audio)
+        return head + pcm16(audio)
 
     def finish(self) -> bytes:
         head, self._header = self._header, b""
         return head  # an empty stream is still a valid (empty) WAV
-
-
-def _pcm16_like_libsndfile(audio: np.ndarray) -> bytes:
-    """PCM16 with libsndfile's float→short conversion (``encode_audio`` writes WAVs through it)."""
-    a = np.clip(to_mono(audio), -1.0, 1.0).astype(np.float32)
-    if not a.size:
-        return b""
-    buf = io.BytesIO()
-    with sf.SoundFile(
-        buf, "w", samplerate=24000, channels=1, format="RAW", subtype="PCM_16", endian="LITTLE"
-    ) as f:
-        f.write(a)
-    return buf.getvalue()
 
 
 class _Drain(io.RawIOBase):
