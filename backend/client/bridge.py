@@ -44,6 +44,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from backend.client.bridge_stream import install_stream_routes
 from backend.client.client import Answer, VoiceboxClient
 from backend.client.errors import (
     AuthError,
@@ -220,6 +221,8 @@ def create_bridge_app(
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
         )
+
+    install_stream_routes(app, client, error_response)  # POST /generate/stream: bridge_stream.py
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def forward(request: Request, path: str) -> Response:

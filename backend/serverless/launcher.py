@@ -28,7 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-__all__ = ["LaunchHooks", "ServerThread", "concurrency_modifier", "default_hooks", "main"]
+__all__ = [
+    "LaunchHooks",
+    "ServerThread",
+    "concurrency_modifier",
+    "default_hooks",
+    "main",
+    "sdk_config",
+]
 
 log = logging.getLogger("voicebox.serverless")
 LOOPBACK = "127.0.0.1"
@@ -223,6 +230,22 @@ def _timed(phases: dict[str, float], name: str, step: Callable[[], Any]) -> Any:
         phases[name] = round(time.perf_counter() - started, 3)
 
 
+def sdk_config(handler: Any, settings: Any) -> dict[str, Any]:
+    """What ``runpod.serverless.start`` gets.
+
+    With ``VOICEBOX_STREAM_JOBS`` on (the default) the handler is the generator ``handler.stream``, so stream
+    jobs reach ``/stream/{job_id}`` chunk by chunk; ``return_aggregate_stream`` makes ``/runsync`` and
+    ``/status`` answer the list of everything yielded — ``[answer]`` for an ordinary job. Off, the handler is
+    the plain coroutine and every output is the answer itself (stream jobs then arrive whole).
+    """
+    config: dict[str, Any] = {"concurrency_modifier": concurrency_modifier(settings)}
+    if settings.stream_jobs:
+        config.update(handler=handler.stream, return_aggregate_stream=True)
+    else:
+        config["handler"] = handler
+    return config
+
+
 def main(argv: list[str] | None = None, *, hooks: LaunchHooks | None = None) -> None:
     """Entry of ``python -m backend.serverless_handler``: cold start, then the RunPod SDK's loop.
 
@@ -289,9 +312,7 @@ def main(argv: list[str] | None = None, *, hooks: LaunchHooks | None = None) -> 
     import runpod
 
     try:
-        runpod.serverless.start(
-            {"handler": handler, "concurrency_modifier": concurrency_modifier(settings)}
-        )
+        runpod.serverless.start(sdk_config(handler, settings))
     finally:
         server.stop()
         _close_services(app)
