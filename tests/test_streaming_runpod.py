@@ -26,6 +26,7 @@ from tests.support.streaming import THREE_CHUNKS, StreamServer, stream_server
 
 pytestmark = pytest.mark.timeout(180)
 WAV_HEADER = 44
+ON_RUNPOD = {"RUNPOD_WEBHOOK_GET_JOB": "https://api.runpod.ai/v2/x/job-take/$ID"}
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -65,7 +66,7 @@ class Stack:
 def stack(tmp_path: Path, volume_template: Path) -> Iterator[Stack]:
     with stream_server(tmp_path, volume_template, gated=True) as worker:
         handler = JobHandler(worker.settings, base_url=worker.base_url)
-        config = sdk_config(handler, worker.settings)
+        config = sdk_config(handler, worker.settings, argv=[], env=ON_RUNPOD)
         assert config["return_aggregate_stream"] is True
         with RunPodMock(config["handler"], stream_wait=0.5) as mock:
             yield Stack(worker, mock)
@@ -213,10 +214,26 @@ def test_bridge_serves_generate_stream_from_runpod(stack: Stack) -> None:
         bridge.stop()
 
 
+def test_the_sdk_modes_that_cannot_drive_a_generator_get_the_plain_handler(
+    tmp_path: Path, volume_template: Path
+) -> None:
+    from tests.support.streaming import stream_settings
+
+    settings = stream_settings(tmp_path, volume_template)
+    handler = JobHandler(settings)
+    assert (
+        sdk_config(handler, settings, argv=["--test_input", "{}"], env=ON_RUNPOD)["handler"]
+        is handler
+    )
+    assert sdk_config(handler, settings, argv=[], env={})["handler"] is handler  # test_input.json
+    served = sdk_config(handler, settings, argv=["--rp_serve_api"], env={})
+    assert served["handler"] == handler.stream and served["return_aggregate_stream"]
+
+
 def test_stream_jobs_off_answers_the_whole_audio(tmp_path: Path, volume_template: Path) -> None:
     with stream_server(tmp_path, volume_template, VOICEBOX_STREAM_JOBS="0") as worker:
         handler = JobHandler(worker.settings, base_url=worker.base_url)
-        config = sdk_config(handler, worker.settings)
+        config = sdk_config(handler, worker.settings, argv=[], env=ON_RUNPOD)
         assert config["handler"] is handler and "return_aggregate_stream" not in config
         with RunPodMock(config["handler"]) as mock:
             client = VoiceboxClient(
