@@ -123,7 +123,7 @@ def test_a_refused_stream_keeps_its_status(stack: Stack) -> None:
     assert err.value.status_code == 404
     with pytest.raises(RemoteError) as err:
         client.generate_stream("Hello.", profile="Narrator", format="flac")
-    assert err.value.status_code == 400 and "cannot be streamed" in err.value.message
+    assert err.value.status_code == 422 and "opus" in err.value.message
 
 
 def test_runpod_cancel_stops_the_synthesis_within_a_chunk(stack: Stack) -> None:

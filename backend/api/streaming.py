@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -29,7 +30,6 @@ from backend.services.streaming import (
     StreamsBusyError,
 )
 from backend.storage.audio_stream import (
-    STREAM_FORMATS,
     StreamEncoder,
     StreamFormatError,
     open_stream_encoder,
@@ -150,8 +150,9 @@ def stream_headers(stream: AudioStream, filename: str) -> dict[str, str]:
 async def generate_stream(
     body: GenerationRequest,
     request: Request,
-    format: str = Query(  # noqa: A002 - the query parameter's public name
-        "wav", max_length=16, description=f"one of {', '.join(STREAM_FORMATS)}"
+    format: Literal["wav", "pcm", "mp3", "opus"] = Query(  # noqa: A002 - the public parameter name
+        "wav",
+        description="wav (open-length header), pcm (s16le), mp3 (CBR) or opus (Ogg); flac cannot stream",
     ),
     persist: bool = Query(
         True, description="false: do not keep a history row (upstream's behaviour)"
