@@ -47,6 +47,11 @@ SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_RESULT_BUDGET_MB": "largest inline RunPod answer before spilling to the volume; default 14",
     "VOICEBOX_CONCURRENCY": "RunPod jobs taken at once by one worker; default 1",
     "VOICEBOX_JOB_TIMEOUT_SECONDS": "per-job timeout inside the handler; default 570",
+    "VOICEBOX_MAX_STREAMS": "streams synthesising at once on one worker; more are refused (429); default 4",
+    "VOICEBOX_STREAM_BUFFER_SECONDS": "audio a stream buffers for its reader before synthesis pauses; default 120",
+    "VOICEBOX_STREAM_STALL_SECONDS": "a stream whose reader takes nothing this long is stopped; default 30",
+    "VOICEBOX_STREAM_JOBS": "1: generator RunPod handler (stream jobs; outputs are [answer]); 0: plain; default 1",
+    "VOICEBOX_STREAM_DECODE_FRAMES": "streams decode the codec every N frames inside a chunk (0: per chunk); default 0",
     "VOICEBOX_READY_TIMEOUT_SECONDS": "cold start: seconds to wait for the server; default 120",
     "VOICEBOX_ALLOW_ADMIN_JOBS": "1: RunPod jobs may call admin routes; default 0",
     "VOICEBOX_API_KEYS": "comma-separated bearer keys for standalone serve; default unset (no auth)",
@@ -136,6 +141,7 @@ class Settings:
     stream_buffer_seconds: float = 120.0
     stream_stall_seconds: float = 30.0
     stream_jobs: bool = True
+    stream_decode_frames: int = 0
     ready_timeout_seconds: float = 120.0
     allow_admin_jobs: bool = False
     api_keys: tuple[str, ...] = ()
@@ -248,6 +254,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stream_buffer_seconds=_number(env, "VOICEBOX_STREAM_BUFFER_SECONDS", 120.0, minimum=1),
         stream_stall_seconds=_number(env, "VOICEBOX_STREAM_STALL_SECONDS", 30.0, minimum=0.1),
         stream_jobs=not _falsy(env.get("VOICEBOX_STREAM_JOBS")),
+        stream_decode_frames=int(_number(env, "VOICEBOX_STREAM_DECODE_FRAMES", 0)),
         ready_timeout_seconds=_number(env, "VOICEBOX_READY_TIMEOUT_SECONDS", 120.0, minimum=1),
         allow_admin_jobs=_truthy(env.get("VOICEBOX_ALLOW_ADMIN_JOBS")),
         api_keys=_keys(env.get("VOICEBOX_API_KEYS")),

@@ -416,3 +416,25 @@ def test_openai_audio_stream_arrives_before_the_synthesis_finished(server: Strea
         rest = b"".join(chunks)
     assert len(first + rest) > WAV_HEADER + 24000 * 2 * 10
     assert history(server, gen_id)["source"] == "openai"
+
+
+@pytest.mark.parametrize("crossfade_ms", [0, 1, 50, 500])
+def test_parts_fed_in_pieces_join_like_whole_parts(crossfade_ms: float) -> None:
+    rng = np.random.default_rng(100 + crossfade_ms)
+    for _ in range(40):
+        sizes = rng.choice(
+            [1, 2, 17, 100, 1199, 1200, 2400, 2401, 9000, 30000], size=rng.integers(1, 6)
+        )
+        parts = [rng.standard_normal(int(n)).astype(np.float32) for n in sizes]
+        joiner = CrossfadeJoiner(24000, crossfade_ms)
+        pieces = []
+        for part in parts:
+            joiner.open_part()
+            cuts = np.sort(rng.integers(0, part.size + 1, size=rng.integers(0, 5)))
+            for piece in np.split(part, cuts):
+                pieces.append(joiner.feed(piece))
+            pieces.append(joiner.close_part())
+        pieces.append(joiner.finish())
+        assert np.array_equal(
+            np.concatenate(pieces), reference_crossfade(parts, 24000, crossfade_ms)
+        )

@@ -105,6 +105,7 @@ class CrossfadeJoiner:
         self.fade = max(0, int(sample_rate * crossfade_ms / 1000))
         self._held = np.zeros(0, dtype=np.float32)  # the tail not yet final
         self._total = 0  # samples of the joined output so far (sent + held)
+        self._head: np.ndarray | None = None  # the start of a part arriving in pieces (``feed``)
 
     def push(self, part: np.ndarray | None) -> np.ndarray:
         """Add the next part; returns the samples that no later part can change any more."""
@@ -128,6 +129,41 @@ class CrossfadeJoiner:
         keep = min(self.fade, self._total // 2, joined.size)
         ready, self._held = joined[: joined.size - keep], joined[joined.size - keep :]
         return ready.astype(np.float32, copy=False)
+
+    def feed(self, samples: np.ndarray) -> np.ndarray:
+        """Continue the current part with ``samples`` (a part that arrives in pieces); returns what is final.
+
+        The crossfade at the part's start needs to know how many samples to mix, which depends on the part's
+        length only while it is shorter than two fades: its start is held until it is longer than that (or
+        ``close_part`` says it ended). ``feed`` + ``close_part`` give exactly what one ``push`` of the whole
+        part gives.
+        """
+        nxt = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if self._head is not None:  # the part's start is still waiting for its crossfade
+            self._head = np.concatenate([self._head, nxt])
+            if self._head.size < 2 * self.fade:
+                return np.zeros(0, dtype=np.float32)
+            head, self._head = self._head, None
+            return self.push(head)
+        if not nxt.size:
+            return np.zeros(0, dtype=np.float32)
+        if self._total == 0:
+            self._head = nxt
+            return self.feed(np.zeros(0, dtype=np.float32))
+        joined = np.concatenate([self._held, nxt])
+        self._total += nxt.size
+        keep = min(self.fade, self._total // 2, joined.size)
+        ready, self._held = joined[: joined.size - keep], joined[joined.size - keep :]
+        return ready.astype(np.float32, copy=False)
+
+    def open_part(self) -> None:
+        """A new part starts; its samples come through ``feed``."""
+        self._head = np.zeros(0, dtype=np.float32)
+
+    def close_part(self) -> np.ndarray:
+        """The current part ended (a short part's start is joined now that its length is known)."""
+        head, self._head = self._head, None
+        return self.push(head) if head is not None else np.zeros(0, dtype=np.float32)
 
     def finish(self) -> np.ndarray:
         """The held tail: nothing follows it."""

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from backend.config import Settings
-from backend.engines.base import STTEngine, TTSEngine, VoicePrompt
+from backend.engines.base import IncrementalTTSEngine, STTEngine, TTSEngine, VoicePrompt
 from backend.engines.chunking import CrossfadeJoiner, split_text
 from backend.engines.prompt_cache import PromptCache, prompt_key
 
@@ -256,15 +256,41 @@ class EngineManager:
             t2 = time.monotonic()
             joiner = CrossfadeJoiner(engine.sample_rate, crossfade_ms)
             pieces = []
+            every = self.settings.stream_decode_frames
+            incremental = (
+                on_audio is not None and every > 0 and isinstance(engine, IncrementalTTSEngine)
+            )
             for i, chunk in enumerate(chunks):
-                part = engine.generate(
-                    chunk,
-                    prompt,
-                    language=language,
-                    seed=None if seed is None else int(seed) + i,
-                    instruct=instruct,
-                )
-                ready = joiner.push(part)
+                chunk_seed = None if seed is None else int(seed) + i
+                if (
+                    incremental
+                ):  # streams with VOICEBOX_STREAM_DECODE_FRAMES: audio inside the chunk
+                    joiner.open_part()
+
+                    def emit(samples: np.ndarray, index: int = i) -> None:
+                        early = joiner.feed(samples)
+                        if early.size:
+                            pieces.append(early)
+                            piece = AudioPiece(
+                                early, samples, index, len(chunks), engine.sample_rate
+                            )
+                            on_audio(piece)  # type: ignore[misc]
+
+                    part = engine.generate_incremental(  # type: ignore[union-attr]
+                        chunk,
+                        prompt,
+                        language=language,
+                        seed=chunk_seed,
+                        instruct=instruct,
+                        every_frames=every,
+                        emit=emit,
+                    )
+                    ready = joiner.close_part()
+                else:
+                    part = engine.generate(
+                        chunk, prompt, language=language, seed=chunk_seed, instruct=instruct
+                    )
+                    ready = joiner.push(part)
                 if i + 1 == len(chunks):
                     ready = np.concatenate([ready, joiner.finish()])
                 pieces.append(ready)
