@@ -3,6 +3,8 @@ through ``POST /generate/stream``, OpenAI's ``stream_format=sse`` and a RunPod s
 ``/stream/{id}`` (the client's ``RemoteStream``). The engine is the tiny real Qwen3-TTS Base (random weights,
 CPU; each chunk stops at its ``max_new_tokens`` of 24 frames, so a chunk costs the same whatever it says).
 
+A fourth row set runs ``POST /generate/stream`` with ``VOICEBOX_STREAM_DECODE_FRAMES=6`` (audio inside a chunk).
+
 ``p50_ms`` is the time to the first audio byte; ``ratio`` is that over the total time of the same request
 (target shape: the first audio after about one chunk, independent of the text's length). Run it on a GPU with
 a real model by setting ``VOICEBOX_TTS_MODEL``/``VOICEBOX_DEVICE`` (the volume must hold the model).
@@ -143,8 +145,26 @@ def run(short: bool = False) -> list[dict]:
                     env_file=os.devnull,
                     timeout=900,
                 )
+                # the same engine behind a second app whose streams decode every 6 codec frames
+                env_inc = {
+                    **env,
+                    "VOICEBOX_STREAM_DECODE_FRAMES": "6",
+                    "VOICEBOX_LOCAL_DIR": str(Path(tmp) / "local-incremental"),
+                }
+                settings_inc = load_settings(env_inc)
+                engine = services.engines.tts()  # type: ignore[union-attr]
+                services_inc = Services.create(
+                    settings_inc,
+                    engines=EngineManager(settings_inc, tts_factory=lambda _s: engine),
+                )
+                server_inc = ServerThread(create_app(settings_inc, services=services_inc)).start()
+                assert server_inc.wait_ready(60), server_inc.describe_exit()
+                base_inc = server_inc.base_url
                 paths = {
                     "POST /generate/stream": lambda text: _direct(base, profile["id"], text),
+                    "POST /generate/stream, codec decoded every 6 frames": lambda text: _direct(
+                        base_inc, profile["id"], text
+                    ),
                     "OpenAI SSE": lambda text: _openai_sse(base, text),
                     "RunPod /stream (mock)": lambda text: _runpod(client, text),
                 }
@@ -164,6 +184,8 @@ def run(short: bool = False) -> list[dict]:
                                 "chunks": len(split_text(text)),
                             }
                         )
+                server_inc.stop()
+                services_inc.close()
         finally:
             server.stop()
             services.close()
