@@ -438,3 +438,20 @@ def test_parts_fed_in_pieces_join_like_whole_parts(crossfade_ms: float) -> None:
         assert np.array_equal(
             np.concatenate(pieces), reference_crossfade(parts, 24000, crossfade_ms)
         )
+
+
+def test_openai_sse_delta_arrives_before_the_synthesis_finished(server: StreamServer) -> None:
+    text = " ".join([THREE_CHUNKS] * 4)  # over 800 characters: several chunks
+    server.engine.release(1)
+    client = openai_client(server)
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="Narrator", input=text, response_format="pcm", stream_format="sse"
+    ) as response:
+        lines = response.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        event = json.loads(first[6:])
+        assert event["type"] == "speech.audio.delta" and base64.b64decode(event["audio"])
+        assert server.engine.generate_calls == 1  # the second chunk still waits for the gate
+        server.engine.open_gate()
+        rest = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+    assert rest[-1]["type"] == "speech.audio.done"
