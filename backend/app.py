@@ -40,6 +40,7 @@ def api_routers() -> list[APIRouter]:
         models,
         openai_compat,
         profiles,
+        streaming,
         system,
         transcribe,
         unavailable,
@@ -52,6 +53,7 @@ def api_routers() -> list[APIRouter]:
         profiles.router,
         history.router,
         library.router,
+        streaming.router,  # before generation's /generate/{id}/... paths (no overlap; kept apart anyway)
         generation.router,
         transcribe.router,
         models.router,

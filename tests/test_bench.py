@@ -32,6 +32,7 @@ def test_bench_short_prints_one_table() -> None:
         "GET /history",
         "voice prompt",
         "tiny Qwen load",
+        "stream first audio",
     ):
         assert needle in names, f"{needle!r} missing from the bench table"
     assert any(line.startswith("machine: ") for line in result.stdout.splitlines())

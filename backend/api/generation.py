@@ -125,6 +125,13 @@ def _raise_volume_fault(row) -> None:  # type: ignore[no-untyped-def]
         raise fault
 
 
+def _raise_volume_fault(row) -> None:  # type: ignore[no-untyped-def]
+    """A generation that failed because the volume is full or read-only answers 507/503, like any write."""
+    fault = fault_from_message(row.error) if row.status == "failed" else None
+    if fault is not None:
+        raise fault
+
+
 @router.post("/generate/stream", responses=file_answer("audio/wav"))
 async def generate_stream(
     body: GenerationRequest,

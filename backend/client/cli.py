@@ -155,6 +155,8 @@ def cmd_say(args: argparse.Namespace, client: VoiceboxClient) -> int:
         options["model_size"] = args.model_size
     if args.instruct:
         options["instruct"] = args.instruct
+    if args.stream:
+        return _say_stream(args, client, text, options)
     mode = "async" if args.use_async else None
     started = time.monotonic()
     path = client.generate(
@@ -174,6 +176,61 @@ def cmd_say(args: argparse.Namespace, client: VoiceboxClient) -> int:
         {"output": str(path), "bytes": size, "seconds": round(elapsed, 2)},
         f"wrote {path} ({size} bytes) in {elapsed:.1f}s",
     )
+    return EXIT_OK
+
+
+def _say_stream(
+    args: argparse.Namespace, client: VoiceboxClient, text: str, options: dict[str, Any]
+) -> int:
+    """``say --stream``: write (or pipe, with ``-o -``) each chunk as the worker sends it.
+
+    A file is written to ``<output>.part`` and renamed when the stream is complete, so a cut stream never
+    leaves a file that looks whole; stdout gets the bytes at once (``| aplay``, ``| ffplay -``).
+    """
+    started = time.monotonic()
+    stream = client.generate_stream(
+        text,
+        profile=args.profile,
+        format=args.format,
+        persist=not args.no_persist,
+        language=args.language,
+        seed=args.seed,
+        **options,
+    )
+    to_stdout = args.output == "-"
+    target = Path(args.output)
+    part = target.with_name(target.name + ".part")
+    size = 0
+    first: float | None = None
+    sink = sys.stdout.buffer if to_stdout else part.open("wb")
+    try:
+        for chunk in stream:
+            if first is None:
+                first = time.monotonic() - started
+            sink.write(chunk)
+            sink.flush()
+            size += len(chunk)
+    finally:
+        if not to_stdout:
+            sink.close()
+    if not to_stdout:
+        part.replace(target)
+    elapsed = time.monotonic() - started
+    where = "stdout" if to_stdout else str(target)
+    report = {
+        "output": where,
+        "bytes": size,
+        "seconds": round(elapsed, 2),
+        "first_audio_seconds": None if first is None else round(first, 2),
+        "job_id": stream.job_id,
+        "generation_id": stream.headers.get("x-generation-id"),
+    }
+    message = f"wrote {where} ({size} bytes) in {elapsed:.1f}s, first audio after {first or 0:.1f}s"
+    if to_stdout:  # stdout carries the audio: the report goes to stderr
+        if not args.quiet:
+            print(json.dumps(report, sort_keys=True) if args.json else message, file=sys.stderr)
+    else:
+        _emit(args, report, message)
     return EXIT_OK
 
 
@@ -275,7 +332,12 @@ def add_commands(subparsers: Any) -> None:
     say = leaf(sub, "say", cmd_say, "generate speech into a file")
     say.add_argument("text", help='text to speak, or "-" to read stdin')
     say.add_argument("--profile", required=True, help="profile name or id")
-    say.add_argument("-o", "--output", required=True, help="where to write the audio")
+    say.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help='where to write the audio ("-": stdout, with --stream)',
+    )
     say.add_argument("--language")
     say.add_argument("--seed", type=int)
     say.add_argument("--model-size")
@@ -286,6 +348,15 @@ def add_commands(subparsers: Any) -> None:
         action="store_true",
         help="submit with /run and poll (automatic for long texts)",
     )
+    say.add_argument(
+        "--stream",
+        action="store_true",
+        help="write the audio as it is generated (RunPod /stream); -o - pipes it to stdout",
+    )
+    say.add_argument(
+        "--format", default="wav", choices=["wav", "pcm", "mp3", "opus"], help="with --stream"
+    )
+    say.add_argument("--no-persist", action="store_true", help="with --stream: keep no history row")
 
     imp = leaf(sub, "import", cmd_import, "import a profile bundle (zip)")
     imp.add_argument("file", nargs="?", help="bundle to upload in the job")

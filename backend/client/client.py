@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
@@ -46,6 +46,9 @@ from backend.client.errors import (
     ResultOnVolume,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from backend.client.stream import RemoteStream
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
 # RunPod's documented request caps (send-requests / operation-reference). Decimal MB: the docs do
@@ -584,7 +587,15 @@ class VoiceboxClient:
         return envelope
 
     def decode_output(self, output: Any, *, job_id: str | None = None) -> Answer:
-        """Turn a job output into an ``Answer`` (binary decoded, spill described, JSON as is)."""
+        """Turn a job output into an ``Answer`` (binary decoded, spill described, JSON as is).
+
+        A worker with a generator handler (``VOICEBOX_STREAM_JOBS``) answers a list: ``[answer]``, or the
+        chunks of a stream job, joined here into one binary answer.
+        """
+        if isinstance(output, list):
+            from backend.client.stream import aggregate_answer
+
+            output = aggregate_answer(output)
         if not isinstance(output, dict):
             raise ProtocolError(f"job {job_id}: output is not an envelope answer: {output!r:.200}")
         if "error" in output and "status_code" not in output:
@@ -919,6 +930,46 @@ class VoiceboxClient:
         target = Path(output)
         target.write_bytes(audio)
         return target
+
+    def stream(
+        self,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> RemoteStream:
+        """Start a stream job (``POST /generate/stream`` or ``/v1/audio/speech``) and return it opened:
+        iterate it for the audio bytes as they arrive; a refused request raises ``RemoteError`` here."""
+        from backend.client.stream import RemoteStream
+
+        envelope = self.build_envelope(
+            "POST", path, body=dict(body or {}), params=params, headers=headers
+        )
+        return RemoteStream(self, envelope, timeout=timeout).open()
+
+    def generate_stream(
+        self,
+        text: str,
+        *,
+        profile: str | Mapping[str, Any],
+        format: str = "wav",  # noqa: A002 - the route's query parameter
+        persist: bool = True,
+        language: str | None = None,
+        seed: int | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> RemoteStream:
+        """Speak ``text`` as a stream: ``for chunk in vb.generate_stream(...)`` gets the audio as it is made
+        (``format`` wav, pcm, mp3 or opus; ``persist=False`` keeps no history row)."""
+        body: dict[str, Any] = {"profile_id": self._profile_id(profile), "text": text, **options}
+        if language is not None:
+            body["language"] = language
+        if seed is not None:
+            body["seed"] = seed
+        params = {"format": format, "persist": "true" if persist else "false"}
+        return self.stream("/generate/stream", body=body, params=params, timeout=timeout)
 
     def _wait_generation(
         self,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from backend.services.history import HistoryService
     from backend.services.model_management import ModelManagementService
     from backend.services.profiles import ProfileService
+    from backend.services.streaming import StreamingService
     from backend.services.transcription import TranscriptionService
 
 
@@ -100,10 +101,17 @@ class Services:
 
         return ModelManagementService(self)
 
+    @cached_property
+    def streaming(self) -> StreamingService:
+        """Streamed generations (bounded by ``VOICEBOX_MAX_STREAMS``)."""
+        from backend.services.streaming import StreamingService
+
+        return StreamingService(self)
+
     def close(self) -> None:
         """Stop what the services started (only those that were used) and close the database."""
-        generation = self.__dict__.get("generation")
-        closer = getattr(generation, "close", None)
-        if callable(closer):
-            closer()
+        for name in ("streaming", "generation"):
+            closer = getattr(self.__dict__.get(name), "close", None)
+            if callable(closer):
+                closer()
         self.db.close()

@@ -19,8 +19,9 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,7 @@ from backend.services.errors import BusyError, ConflictError, NotFoundError, Val
 from backend.storage.audio import encode_audio, normalize_loudness
 
 if TYPE_CHECKING:
+    from backend.engines.manager import AudioPiece
     from backend.services.container import Services
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,32 @@ class _Cancelled(Exception):
     pass
 
 
+class SinkClosed(Exception):
+    """Raised by an ``AudioSink`` whose reader is gone (disconnected, or stopped reading): the generation
+    stops after the chunk in progress and is recorded as cancelled with this message."""
+
+
+class AudioSink(Protocol):
+    """Where a streamed generation's audio goes as it is made (``backend/services/streaming.py``)."""
+
+    def bind(self, generation_id: str) -> None:
+        """The generation this sink now belongs to (before synthesis starts)."""
+        ...
+
+    def push(self, piece: AudioPiece) -> None:
+        """Audio that is final now; may block while the reader catches up, or raise ``SinkClosed``."""
+        ...
+
+    def final_audio(self, audio: np.ndarray) -> np.ndarray:
+        """What is stored for the whole generation: the samples the sink sent, in one array."""
+        ...
+
+    def end(self, status: str, error: str | None) -> None:
+        """The generation is over (``completed`` once its audio and row are durable, else ``failed`` or
+        ``cancelled``)."""
+        ...
+
+
 class GenerationService:
     #: seconds a retry waits for a cancelled run of the same row to leave the queue (it must not overlap)
     retry_queue_wait = 5.0
@@ -91,8 +119,12 @@ class GenerationService:
         self._pending = 0  # queued or running on this worker; bounded by ``max_queued``
 
     # ------------------------------------------------------------------ start
-    def start(self, request: GenerationInput) -> Generation:
-        """Publish the intent row and queue the synthesis; returns the row (status ``generating``)."""
+    def start(self, request: GenerationInput, *, sink: AudioSink | None = None) -> Generation:
+        """Publish the intent row and queue the synthesis; returns the row (status ``generating``).
+
+        With a ``sink`` the audio is also handed to it chunk by chunk (streaming); a request id that already
+        has a row returns that row and leaves the sink unbound.
+        """
         if self.services.engines is None:
             raise ConflictError("no TTS engine is configured on this worker")
         if not request.text.strip():
@@ -109,7 +141,7 @@ class GenerationService:
                 return existing
         self._reserve()
         try:
-            row, queued = self._start(request)
+            row, queued = self._start(request, sink)
         except BaseException:
             self._release()
             raise
@@ -137,7 +169,9 @@ class GenerationService:
     def pending(self) -> int:
         return self._pending
 
-    def _start(self, request: GenerationInput) -> tuple[Generation, bool]:
+    def _start(
+        self, request: GenerationInput, sink: AudioSink | None = None
+    ) -> tuple[Generation, bool]:
         """The intent row and the queued synthesis; ``False`` when a retried request answered instead."""
         now = utcnow()
         gen_id = _checked_id(request.generation_id) if request.generation_id else new_id()
@@ -183,7 +217,9 @@ class GenerationService:
             )
             session.add(row)
         self._ensure_event(gen_id, done=False)
-        self._executor.submit(self._run, gen_id, request, time.monotonic())
+        if sink is not None:
+            sink.bind(gen_id)
+        self._executor.submit(self._run, gen_id, request, time.monotonic(), sink)
         return row, True
 
     def _model_size(self) -> str | None:
@@ -211,9 +247,16 @@ class GenerationService:
             del self._done[gen_id]
 
     # ------------------------------------------------------------------ run (background thread)
-    def _run(self, gen_id: str, request: GenerationInput, queued_at: float) -> None:
+    def _run(
+        self,
+        gen_id: str,
+        request: GenerationInput,
+        queued_at: float,
+        sink: AudioSink | None = None,
+    ) -> None:
         started = time.monotonic()
         self._running.add(gen_id)
+        outcome: tuple[str, str | None] = ("failed", "the generation did not finish")
         try:
             if gen_id in self._cancel:
                 raise _Cancelled
@@ -237,15 +280,20 @@ class GenerationService:
                 max_chunk_chars=request.max_chunk_chars,
                 crossfade_ms=request.crossfade_ms,
                 on_progress=on_progress,
+                on_audio=None if sink is None else sink.push,
             )
             if gen_id in self._cancel:
                 raise _Cancelled
-            audio = normalize_loudness(result.audio) if request.normalize else result.audio
+            if sink is not None:  # the stored file is what the stream sent
+                audio = sink.final_audio(result.audio)
+            else:
+                audio = normalize_loudness(result.audio) if request.normalize else result.audio
             wav = encode_audio(audio, result.sample_rate, "wav")
             with self.services.db.read() as session:
                 row = session.get(Generation, gen_id)
                 rel = row.audio_path if row else None
             if rel is None:
+                outcome = ("cancelled", "deleted while generating")
                 return  # deleted while generating
             stored = self.services.blobs.write_bytes(rel, wav)
 
@@ -268,17 +316,28 @@ class GenerationService:
             # the audio is durable now: a lost fence must not lose the row's completion
             if not write_retrying(self.services.db, complete):
                 self.services.blobs.delete(rel)
+                outcome = ("cancelled", "deleted or cancelled while generating")
+            else:
+                outcome = ("completed", None)
         except _Cancelled:
+            # the app knows only ``failed``: the row says "Generation cancelled"; a stream's end says why
+            outcome = ("cancelled", CANCELLED_ERROR)
             self._finish(gen_id, "failed", CANCELLED_ERROR)
+        except SinkClosed as exc:
+            outcome = ("cancelled", str(exc) or "the stream was closed")
+            self._finish(gen_id, "failed", f"{CANCELLED_ERROR}: {outcome[1]}")
         except Exception as exc:  # the row must say why, whatever failed
             log.exception("generation %s failed", gen_id)
-            self._finish(gen_id, "failed", _describe(exc))
+            outcome = ("failed", _describe(exc))
+            self._finish(gen_id, *outcome)
         finally:
             self._cancel.discard(gen_id)
             self._running.discard(gen_id)
             self._progress.pop(gen_id, None)
             self._release()
             self._ensure_event(gen_id, done=True)
+            if sink is not None:
+                sink.end(*outcome)
 
     def _profile_samples(self, profile_id: str) -> list[tuple[bytes, str]]:
         with self.services.db.read() as session:
