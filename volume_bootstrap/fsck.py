@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from backend.config import Settings
 from backend.db.backups import inspect_database
-from backend.db.models import Generation, Profile, ProfileSample, utcnow
+from backend.db.models import Generation, GenerationVersion, Profile, ProfileSample, utcnow
 from backend.db.volume_db import VolumeDatabase
 from backend.storage.blobs import BlobStore, sha256_file
 from backend.storage.retention import expire_exports
@@ -241,6 +241,12 @@ def _check_files(
             *session.execute(select(Profile.id, Profile.avatar_path)),
             *session.execute(
                 select(Generation.id, Generation.audio_path).where(Generation.status == "completed")
+            ),
+            # the default version's file is the generation's own (named above): the others only
+            *session.execute(
+                select(GenerationVersion.id, GenerationVersion.audio_path).where(
+                    GenerationVersion.is_default.is_(False)
+                )
             ),
         ]
         # Any row still naming a file keeps it (a failed or adopted row may); only completed rows
