@@ -253,6 +253,7 @@ class Story(Base):
         order_by="(StoryItem.start_time_ms, StoryItem.id)",
         cascade="all, delete-orphan",
         passive_deletes=True,
+        lazy="selectin",
     )
 
 
@@ -277,5 +278,7 @@ class StoryItem(Base):
     trim_end_ms: Mapped[int] = mapped_column(Integer, default=0)
     volume: Mapped[float] = mapped_column(Float, default=1.0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    generation: Mapped[Generation] = relationship(lazy="selectin")
 
     __table_args__ = (Index("ix_story_items_story_start", "story_id", "start_time_ms"),)
