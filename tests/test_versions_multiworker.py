@@ -88,6 +88,8 @@ def test_a_kill_during_apply_effects_leaves_no_version_or_a_complete_one(
             assert sum(v.is_default for v in after) == 1
         report = fsck_volume(settings, services.db, repair=False)
         assert not report.missing_files  # no row lost its file
-        assert 0 in outcomes  # at least one kill landed before the row (the others may have finished)
+        assert (
+            0 in outcomes
+        )  # at least one kill landed before the row (the others may have finished)
     finally:
         services.close()

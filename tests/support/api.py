@@ -205,7 +205,9 @@ def add_generation(
                 owner_worker_id="test-worker",
             )
         )
-        if rel is not None:  # a completed generation has its default version (migration 0004's shape)
+        if (
+            rel is not None
+        ):  # a completed generation has its default version (migration 0004's shape)
             session.add(
                 GenerationVersion(
                     id=gen_id,
