@@ -77,6 +77,8 @@ def test_pitch_shift_is_processed_in_segments_without_gaps(tmp_path: Path) -> No
     assert pitch(out) == pytest.approx(200 * 2 ** (-3 / 12), rel=0.03) == pitch(whole)
     rms = [float(np.sqrt(np.mean(x[middle] ** 2))) for x in (out, whole)]
     assert rms[0] == pytest.approx(rms[1], rel=0.2)
+    windows = [float(np.sqrt(np.mean(out[i : i + 5000] ** 2))) for i in range(5000, n - 5000, 5000)]
+    assert min(windows) > 0.5 * max(windows)  # no silent gap at a block or segment edge
 
 
 def test_a_ten_minute_generation_is_processed_in_bounded_memory() -> None:
