@@ -770,7 +770,8 @@ def adopt_database_file(
     source_root: Path | None = None,
     stored: Mapping[str, StoredBlob] | None = None,
 ) -> dict[str, Any]:
-    """Convert a legacy Voicebox SQLite file, in place, into ``0001_baseline``; returns the report.
+    """Convert a legacy Voicebox SQLite file, in place, into ``0001_baseline`` plus, upgraded to
+    ``ADOPT_REVISION`` in the same transaction, its versions, presets and stories; returns the report.
 
     ``path`` is a private work copy (``migrate_volume`` and ``adopt_data_dir`` call this under the lease). The
     whole conversion is one ``BEGIN IMMEDIATE`` transaction: a failure or a kill leaves the legacy file.
