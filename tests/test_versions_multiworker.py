@@ -93,3 +93,40 @@ def test_a_kill_during_apply_effects_leaves_no_version_or_a_complete_one(
         )  # at least one kill landed before the row (the others may have finished)
     finally:
         services.close()
+
+
+def test_fsck_completes_a_dead_workers_generation_with_its_version(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """A worker killed after its audio was durable: fsck completes the row and gives it its default version
+    (every completed generation has one), so takes and effects work on it."""
+    from datetime import timedelta
+
+    from backend.db.models import Generation, new_id, utcnow
+    from tests.support.api import audio_bytes
+
+    settings = make_settings()
+    bootstrap(settings, run_fsck=False)
+    services = Services.create(settings)
+    try:
+        gen_id = new_id()
+        rel = f"generations/{gen_id}.wav"
+        services.blobs.write_bytes(rel, audio_bytes(1.0))
+        with services.db.write() as session:
+            session.add(
+                Generation(
+                    id=gen_id,
+                    text="t",
+                    language="en",
+                    audio_path=rel,
+                    status="generating",
+                    owner_worker_id="dead",
+                    lease_expires_at=utcnow() - timedelta(seconds=5),
+                )
+            )
+        report = fsck_volume(settings, services.db, repair=True)
+        assert gen_id in report.expired_completed
+        versions = _versions(services, gen_id)
+        assert [(v.label, v.is_default, v.audio_path) for v in versions] == [
+            ("original", True, rel)
+        ]
+    finally:
+        services.close()
