@@ -27,6 +27,7 @@ RUN pip install --upgrade pip \
       "runpod~=1.12" "fastapi>=0.115" "uvicorn>=0.30" "httpx>=0.27" "python-multipart>=0.0.9" \
       "pydantic>=2.7" "sqlalchemy>=2.0,<2.2" "alembic>=1.13" "filelock>=4.3" "numpy>=1.26" \
       "soundfile>=0.12" "librosa>=0.10" "einops>=0.7" "onnxruntime>=1.17" "sox>=1.5" "requests>=2.31" \
+      "pedalboard>=0.9" \
  && pip install --no-deps "qwen-tts==0.1.1"
 
 FROM base AS app
