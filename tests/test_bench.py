@@ -28,6 +28,8 @@ def test_bench_short_prints_one_table() -> None:
         "rotating backup",
         "bootstrap to ready",
         "handler_overhead",
+        "effects 4-chain",
+        "story export",
         "base64",
         "GET /history",
         "voice prompt",

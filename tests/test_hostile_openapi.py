@@ -68,12 +68,33 @@ CONTENT_CHECKED: dict[tuple[str, str], str] = {
     ("POST", "/history/import"): "the file must be a valid bundle zip",
     ("POST", "/library/import"): "the file must be a valid bundle zip",
     ("POST", "/transcribe"): "the file must decode as audio",
-    ("POST", "/generate"): (
-        "effects_chain with an enabled effect, an engine other than qwen and personality=true are refused with a "
-        "400 naming the field (this server runs no effects or personalities); Python counts \\x1c-\\x1f as "
-        "whitespace, the spec's pattern does not"
-    ),
-    ("POST", "/generate/stream"): "as POST /generate",
+    **{
+        (
+            method,
+            path,
+        ): "an effects chain's types and per-type parameter ranges are checked by the server"
+        for method, path in (
+            ("PUT", "/profiles/{profile_id}/effects"),
+            ("POST", "/generate"),
+            ("POST", "/generate/stream"),
+            ("POST", "/effects/preview/{generation_id}"),
+            ("POST", "/effects/presets"),
+            ("PUT", "/effects/presets/{preset_id}"),
+            ("POST", "/generations/{generation_id}/versions/apply-effects"),
+        )
+    },
+    ("POST", "/generate/{generation_id}/regenerate"): "only a completed generation has a new take",
+    ("POST", "/stories/{story_id}/items"): "only a completed generation goes into a story",
+    ("PUT", "/stories/{story_id}/items/times"): "the generations named must be in the story",
+    ("PUT", "/stories/{story_id}/items/{item_id}/trim"): "trims must leave some of the clip",
+    (
+        "POST",
+        "/stories/{story_id}/items/{item_id}/split",
+    ): "the split point must be inside the clip",
+    (
+        "PUT",
+        "/stories/{story_id}/items/{item_id}/version",
+    ): "a version of the clip's own generation",
     ("POST", "/models/download"): MODEL_NAMES,
     ("POST", "/models/download/cancel"): MODEL_NAMES,
     ("GET", "/models/progress/{model_name}"): MODEL_NAMES,

@@ -18,12 +18,15 @@ if TYPE_CHECKING:
     from backend.services.app_settings import AppSettingsService
     from backend.services.bundles import BundleService
     from backend.services.channels import ChannelService
+    from backend.services.effects import EffectsService
     from backend.services.generation import GenerationService
     from backend.services.history import HistoryService
     from backend.services.model_management import ModelManagementService
     from backend.services.profiles import ProfileService
+    from backend.services.stories import StoryService
     from backend.services.streaming import StreamingService
     from backend.services.transcription import TranscriptionService
+    from backend.services.versions import VersionService
 
 
 @dataclass
@@ -55,6 +58,24 @@ class Services:
         from backend.services.history import HistoryService
 
         return HistoryService(self)
+
+    @cached_property
+    def versions(self) -> VersionService:
+        from backend.services.versions import VersionService
+
+        return VersionService(self)
+
+    @cached_property
+    def effects(self) -> EffectsService:
+        from backend.services.effects import EffectsService
+
+        return EffectsService(self)
+
+    @cached_property
+    def stories(self) -> StoryService:
+        from backend.services.stories import StoryService
+
+        return StoryService(self)
 
     @cached_property
     def bundles(self) -> BundleService:

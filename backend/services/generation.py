@@ -19,7 +19,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from sqlalchemy import select
@@ -29,6 +29,8 @@ from backend.db.errors import volume_fault
 from backend.db.models import Generation, Profile, new_id, utcnow
 from backend.services.common import write_retrying
 from backend.services.errors import BusyError, ConflictError, NotFoundError, ValidationError
+from backend.services.versions import add_version, next_label
+from backend.storage import effects as fx
 from backend.storage.audio import encode_audio, normalize_loudness
 
 if TYPE_CHECKING:
@@ -64,6 +66,10 @@ class GenerationInput:
     source: str = (
         "manual"  # Voicebox's field: where the request came from (``openai`` for /v1/audio/speech)
     )
+    #: the effects for this generation (checked); None: the profile's chain, if it has one
+    effects_chain: list[dict[str, Any]] | None = None
+    #: a new take of a completed generation (``/generate/{id}/regenerate``): its file's path
+    take_path: str | None = None
 
 
 #: finished generations whose completion event is kept (``wait`` falls back to reading the row)
@@ -129,6 +135,8 @@ class GenerationService:
             raise ConflictError("no TTS engine is configured on this worker")
         if not request.text.strip():
             raise ValidationError("text is empty")
+        if request.effects_chain is not None:
+            fx.validate_chain(request.effects_chain)
         request_id = (request.request_id or "").strip()
         # a retried RunPod job answers its first attempt, even when the queue is full
         if request_id:
@@ -284,24 +292,60 @@ class GenerationService:
             )
             if gen_id in self._cancel:
                 raise _Cancelled
-            if sink is not None:  # the stored file is what the stream sent
+            if sink is not None:  # the stored file is what the stream sent (before any effects)
                 audio = sink.final_audio(result.audio)
             else:
                 audio = normalize_loudness(result.audio) if request.normalize else result.audio
-            wav = encode_audio(audio, result.sample_rate, "wav")
             with self.services.db.read() as session:
                 row = session.get(Generation, gen_id)
                 rel = row.audio_path if row else None
+                chain = request.effects_chain
+                if chain is None and row is not None and row.profile_id and not request.take_path:
+                    profile = session.get(Profile, row.profile_id)
+                    chain = fx.parse_stored(profile.effects_chain) if profile else None
             if rel is None:
                 outcome = ("cancelled", "deleted while generating")
                 return  # deleted while generating
-            stored = self.services.blobs.write_bytes(rel, wav)
+            if request.take_path:
+                rel = request.take_path
+            # with effects, the clean original is kept as its own version (upstream does the same)
+            chain = fx.validate_chain(chain) if fx.is_active(chain) else None
+            clean = None
+            if chain:
+                clean = self.services.blobs.write_bytes(
+                    rel.removesuffix(".wav") + "-clean.wav",
+                    encode_audio(audio, result.sample_rate, "wav"),
+                )
+                audio = fx.apply_to_array(audio, result.sample_rate, chain)
+            stored = self.services.blobs.write_bytes(
+                rel, encode_audio(audio, result.sample_rate, "wav")
+            )
+            written = [b.rel_path for b in (clean, stored) if b is not None]
 
             def complete(session: Session) -> bool:
                 row = session.get(Generation, gen_id)
                 if row is None or row.status != "generating":
                     return False  # deleted or cancelled meanwhile
+                label = next_label(row, "take") if request.take_path else "original"
+                source = None
+                if clean is not None:
+                    source = add_version(
+                        session, row, clean, label=label, duration=result.duration, default=False
+                    ).id
+                    label = next_label(row, "take") if request.take_path else "effects"
+                add_version(
+                    session,
+                    row,
+                    stored,
+                    label=label,
+                    duration=result.duration,
+                    default=True,
+                    effects_chain=chain,
+                    source_version_id=source,
+                    seed=request.seed if request.take_path else None,
+                )
                 row.status = "completed"
+                row.error = None
                 row.duration = result.duration
                 row.sha256 = stored.sha256
                 row.size_bytes = stored.size
@@ -315,7 +359,8 @@ class GenerationService:
 
             # the audio is durable now: a lost fence must not lose the row's completion
             if not write_retrying(self.services.db, complete):
-                self.services.blobs.delete(rel)
+                for path in written:
+                    self.services.blobs.delete(path)
                 outcome = ("cancelled", "deleted or cancelled while generating")
             else:
                 outcome = ("completed", None)
@@ -363,9 +408,13 @@ class GenerationService:
             row = session.get(Generation, gen_id)
             if row is None or row.status != "generating":
                 return None
+            row.lease_expires_at = None
+            if row.versions:  # a failed new take: the generation keeps its versions and audio
+                row.status = "completed"
+                row.error = f"the new take failed: {error}"
+                return None
             row.status = status
             row.error = error
-            row.lease_expires_at = None
             rel, row.audio_path = row.audio_path, None
             return rel
 
@@ -505,6 +554,51 @@ class GenerationService:
                 )
             with self._mutex:
                 self._done[gen_id] = threading.Event()  # a new run: waiters wait for this one
+            self._executor.submit(self._run, gen_id, request, time.monotonic())
+        except BaseException:
+            self._release()
+            raise
+        return row
+
+    def regenerate(self, gen_id: str) -> Generation:
+        """A new take of a completed generation (upstream's regenerate): the same text, language and
+        instruct, a fresh seed, synthesised into a new version that becomes the default. Until it completes
+        the row is ``generating`` and keeps its current audio; if the take fails it is ``completed`` again."""
+        if self.services.engines is None:
+            raise ConflictError("no TTS engine is configured on this worker")
+        now = utcnow()
+        take_path = f"generations/{now:%Y-%m}/{gen_id}-take-{new_id()[:8]}.wav"
+        self._reserve()
+        try:
+            with self.services.db.write() as session:
+                row = session.get(Generation, gen_id)
+                if row is None:
+                    raise NotFoundError(f"generation {gen_id} not found")
+                if row.status != "completed" or not row.versions:
+                    raise ValidationError(
+                        f"generation {gen_id} is {row.status}; only a completed generation can be "
+                        "regenerated (a failed one is retried: POST /generate/{id}/retry)"
+                    )
+                if row.profile_id is None:
+                    raise ConflictError(
+                        "the profile of this generation was deleted; it cannot be regenerated"
+                    )
+                row.status = "generating"
+                row.error = None
+                row.owner_worker_id = self.settings.worker_id
+                row.lease_expires_at = now + timedelta(seconds=self.settings.job_lease_seconds)
+                request = GenerationInput(
+                    profile_id=row.profile_id,
+                    text=row.text,
+                    language=row.language,
+                    seed=int.from_bytes(uuid.uuid4().bytes[:4], "big") % (2**31 - 1),
+                    instruct=row.instruct,
+                    source=row.source,
+                    effects_chain=[],
+                    take_path=take_path,
+                )
+            with self._mutex:
+                self._done[gen_id] = threading.Event()
             self._executor.submit(self._run, gen_id, request, time.monotonic())
         except BaseException:
             self._release()
