@@ -12,13 +12,12 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from backend.api.deps import file_answer
 from backend.db.errors import fault_from_message
 from backend.schemas import LANGUAGE_PATTERN, GenerationResponse
-from backend.services.errors import ConflictError, NotFoundError, ValidationError
+from backend.services.errors import NotFoundError, ValidationError
 from backend.services.generation import FINAL, GenerationInput, GenerationService
 from backend.storage import effects as fx
 
@@ -123,31 +122,6 @@ def _raise_volume_fault(row) -> None:  # type: ignore[no-untyped-def]
     fault = fault_from_message(row.error) if row.status == "failed" else None
     if fault is not None:
         raise fault
-
-
-def _raise_volume_fault(row) -> None:  # type: ignore[no-untyped-def]
-    """A generation that failed because the volume is full or read-only answers 507/503, like any write."""
-    fault = fault_from_message(row.error) if row.status == "failed" else None
-    if fault is not None:
-        raise fault
-
-
-@router.post("/generate/stream", responses=file_answer("audio/wav"))
-async def generate_stream(
-    body: GenerationRequest,
-    request: Request,
-    x_request_id: str | None = Header(default=None, max_length=128),
-) -> Response:
-    """Voicebox's streaming route: here the WAV is sent whole once it is durable (a history row as usual)."""
-    row = await generate(body, request, wait=True, x_request_id=x_request_id, x_generation_id=None)
-    if row.status != "completed" or not row.audio_path:
-        raise ConflictError(f"generation {row.id} {row.status}: {row.error or 'no audio'}")
-    services = request.app.state.services
-    return Response(
-        services.blobs.read_bytes(row.audio_path),
-        media_type="audio/wav",
-        headers={"X-Generation-ID": row.id},
-    )
 
 
 @router.get(

@@ -31,6 +31,7 @@ from backend.services.streaming import (
     StreamItem,
     StreamsBusyError,
 )
+from backend.storage import effects as fx
 from backend.storage.audio_stream import (
     StreamEncoder,
     StreamFormatError,
@@ -179,6 +180,9 @@ async def generate_stream(
         normalize=defaults.normalize_audio if body.normalize is None else body.normalize,
         request_id=x_request_id or None,
         source="stream",
+        effects_chain=(
+            None if body.effects_chain is None else fx.validate_chain(body.effects_chain)
+        ),
     )
     stream, first = await open_stream(request, generation, persist=persist)
     extension = {"pcm": "pcm", "mp3": "mp3", "opus": "ogg"}.get(format.lower(), "wav")
