@@ -403,12 +403,17 @@ def build_handler(settings: Any, app: Any) -> tuple[Handler, bool]:
     """The real ``JobHandler``, talking to ``app`` in-process over ``httpx.ASGITransport``."""
     import httpx
 
+    from backend.api.admin import admin_table
     from backend.serverless.handler import JobHandler
 
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1", timeout=30.0
     )
-    return JobHandler(settings, base_url="http://127.0.0.1", client=client), True
+    # the admin table of the app under test (the real API's, or none for a stub app): reading it from the app
+    # keeps the torch-free client venv (scripts/check-client-venv.sh) from importing the whole server
+    admin = admin_table(getattr(app, "routes", ()))
+    handler = JobHandler(settings, base_url="http://127.0.0.1", client=client, admin_routes=admin)
+    return handler, True
 
 
 def make_settings(tmp: Any, **env: str) -> Any:
