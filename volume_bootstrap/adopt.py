@@ -3,7 +3,7 @@
 Why this exists: people arrive with a ``voicebox.db`` from the desktop app (upstream) or from the RunPod fork's
 image, and the issue's promise is that it is taken as is, with nothing lost. Voicebox has no schema version (it
 migrates by column checks and ``create_all``), so the databases in the wild differ. Three are known
-(``../shared/reference/notes/voicebox-api.md`` §2):
+(their differences are listed below):
 
 ``fork``      the RunPod fork: absolute paths under ``/app/data``, a ``generation_jobs`` queue table, soft deleted
               generations (``deleted_at``), ``audio_path``/``duration`` NOT NULL, ``request_*`` columns.
@@ -905,7 +905,7 @@ def _check_signature(found: dict[str, Any], expected: dict[str, Any]) -> None:
 
 
 def _vacuum(path: Path) -> None:
-    """Give back the legacy tables' pages: the file is copied whole on every write (DESIGN §4)."""
+    """Give back the legacy tables' pages: the file is copied whole on every write (``docs/architecture.md``)."""
     conn = sqlite3.connect(str(path), isolation_level=None)
     try:
         conn.execute("VACUUM")

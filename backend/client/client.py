@@ -1,7 +1,7 @@
 """Python client for a deployed voicebox-worker RunPod endpoint.
 
 Why this exists: every request to the worker is a RunPod job wrapping one Voicebox HTTP request in
-an envelope (DESIGN §8). Doing that by hand means base64 for uploads and audio, choosing
+an envelope (`docs/serverless.md`). Doing that by hand means base64 for uploads and audio, choosing
 ``/runsync`` or ``/run``, polling ``/status`` and telling RunPod's failure states apart. This module
 does all of it behind Voicebox-shaped methods.
 
@@ -566,7 +566,7 @@ class VoiceboxClient:
         inline_audio: bool | None = None,
         inline_only: bool | None = None,
     ) -> dict[str, Any]:
-        """The job input for one HTTP request (DESIGN §8); empty parts are left out."""
+        """The job input for one HTTP request (`docs/serverless.md`); empty parts are left out."""
         if not path.startswith("/") or path.startswith("//"):
             raise ValueError(f"path must be an origin-form path such as /profiles, not {path!r}")
         envelope: dict[str, Any] = {"method": method.upper(), "path": path}

@@ -1,6 +1,6 @@
 """The Hugging Face model cache on the network volume: environment, completeness, offline switch, download.
 
-Why this module exists (DESIGN §7):
+Why this module exists:
 
 * ``huggingface_hub`` and ``transformers`` read ``HF_HOME`` / ``HF_HUB_OFFLINE`` once, at import. So the
   environment is set by ``configure_hf_env`` before anything imports them, and ``enable_offline`` also patches the
@@ -10,7 +10,7 @@ Why this module exists (DESIGN §7):
 * A cold worker with no network and no cached model must fail with one sentence that names the repo and the
   command that fixes it, not a stack of ``OSError``\\ s from deep inside transformers.
 * Two cold workers must not fill one cache path at once: downloads run under a per-repo ``SoftFileLease`` in
-  ``<volume>/huggingface/.locks/`` (plain POSIX locks are not trusted on MooseFS; see DESIGN §4).
+  ``<volume>/huggingface/.locks/`` (plain POSIX locks are not trusted on MooseFS; see `docs/architecture.md`).
 
 Nothing here imports huggingface_hub at module import time.
 """
