@@ -1,45 +1,39 @@
 # syntax=docker/dockerfile:1.7
-# voicebox-worker image: CUDA runtime, a CUDA torch with the MATCHING torchaudio, the pinned stack of
-# pyproject.toml, qwen-tts installed --no-deps (as scripts/setup-venv.sh does), libsndfile.
+# voicebox-worker image: Debian bookworm's Python 3.11 (the Python CI tests on) with requirements.lock installed
+# by scripts/install-deps.sh, the same script scripts/setup-venv.sh runs for CI. The one difference from CI is
+# torch's build: PyPI's torch wheels for Linux x86_64 are the CUDA build (TORCH_CUDA below, checked at build)
+# and bring their CUDA libraries as nvidia-* wheels, so the base needs no CUDA toolkit, only a host driver for
+# CUDA >= TORCH_CUDA (.runpod/hub.json's allowedCudaVersions; tests/test_dockerfile.py checks both agree).
+# scripts/rehearse-image.sh performs these steps in a debootstrap'ed bookworm root with CPU torch (CI runs it).
 #   docker build -t voicebox-worker .                         # RunPod serverless (default target)
 #   docker build --target pod -t voicebox-worker:pod .        # SERVERLESS=0: `voicebox-worker serve`
 #   docker build --build-arg BAKE_MODELS=1 ...                # bake weights (endpoints without a volume)
-ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
-
-FROM ${CUDA_IMAGE} AS base
+FROM debian:bookworm-slim AS base
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH NUMBA_CACHE_DIR=/opt/numba-cache
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv python3-dev libsndfile1 sox ca-certificates \
+ && apt-get install -y --no-install-recommends python3 python3-venv libsndfile1 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/venv
 
-FROM base AS deps
-ARG TORCH_VERSION=2.7.1
-ARG TORCHAUDIO_VERSION=2.7.1
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
-WORKDIR /build
-COPY pyproject.toml README.md ./
-COPY backend/__init__.py backend/__init__.py
-RUN pip install --upgrade pip \
- && pip install "torch==${TORCH_VERSION}" "torchaudio==${TORCHAUDIO_VERSION}" --index-url "${TORCH_INDEX}" \
- && pip install "transformers==4.57.3" "accelerate==1.12.0" "huggingface_hub>=0.34,<1.0" \
-      "runpod~=1.12" "fastapi>=0.115" "uvicorn>=0.30" "httpx>=0.27" "python-multipart>=0.0.9" \
-      "pydantic>=2.7" "sqlalchemy>=2.0,<2.2" "alembic>=1.13" "filelock>=4.3" "numpy>=1.26" \
-      "soundfile>=0.12" "librosa>=0.10" "einops>=0.7" "onnxruntime>=1.17" "sox>=1.5" "requests>=2.31" \
-      "psycopg[binary]>=3.1" \
- && pip install --no-deps "qwen-tts==0.1.1"
-
 FROM base AS app
-COPY --from=deps /opt/venv /opt/venv
+# The CUDA release of PyPI's torch build (the only place it is named); TORCH_INDEX is for a CPU rehearsal.
+ARG TORCH_CUDA=13.0
+ARG TORCH_INDEX=
 # WORKDIR stays off the volume: older runpod SDKs funnelled every job to one worker when it was on it.
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md ./
+COPY scripts/install-deps.sh scripts/lockcheck.py ./scripts/
+COPY backend/__init__.py ./backend/__init__.py
+RUN scripts/install-deps.sh server
 COPY backend ./backend
 COPY migrations ./migrations
 COPY volume_bootstrap ./volume_bootstrap
 COPY bench ./bench
-RUN pip install --no-deps . \
+COPY handler.py ./
+RUN pip install -q --no-deps . \
+ && python scripts/lockcheck.py --extras server --torch-cuda "$TORCH_CUDA" \
+ && python -m backend.engines.prewarm \
  && useradd --create-home --uid 1000 voicebox \
  && mkdir -p /runpod-volume /tmp/voicebox-local && chown voicebox /tmp/voicebox-local
 ENV VOICEBOX_VOLUME=/runpod-volume \
@@ -62,4 +56,4 @@ CMD ["voicebox-worker", "serve", "--host", "0.0.0.0", "--port", "17493"]
 FROM app AS serverless
 ENV SERVERLESS=1
 # RunPod mounts the network volume owned by root; the worker must be able to write it, so it stays root here.
-CMD ["python", "-u", "-m", "backend.serverless_handler"]
+CMD ["python", "-u", "handler.py"]

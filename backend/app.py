@@ -32,6 +32,7 @@ def api_routers() -> list[APIRouter]:
     from backend.api import (
         app_settings,
         channels,
+        effects,
         exports,
         generation,
         history,
@@ -40,6 +41,8 @@ def api_routers() -> list[APIRouter]:
         models,
         openai_compat,
         profiles,
+        stories,
+        streaming,
         system,
         transcribe,
         unavailable,
@@ -52,7 +55,10 @@ def api_routers() -> list[APIRouter]:
         profiles.router,
         history.router,
         library.router,
+        streaming.router,  # before generation's /generate/{id}/... paths (no overlap; kept apart anyway)
         generation.router,
+        effects.router,
+        stories.router,
         transcribe.router,
         models.router,
         exports.router,

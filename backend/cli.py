@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from backend import __version__
 from backend.cli_report import parse_args, report_failure
 from backend.config import Settings, SettingsError, load_settings
 
@@ -56,6 +57,19 @@ def cmd_bootstrap(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _warn_missing_models(settings: Settings) -> None:
+    """``serve`` loads models on first use: say now, not in the first generate's error, what is missing."""
+    from backend.engines.hfcache import check_snapshot, not_downloaded_hint
+
+    for repo in (settings.tts_model, settings.stt_model):
+        if repo.strip().lower() != "fake" and not check_snapshot(settings.hf_home, repo).complete:
+            print(
+                f"voicebox-worker: warning: {not_downloaded_hint(repo)}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -67,6 +81,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host or settings.host, port=args.port or settings.port
     )
     print(bootstrap(settings).as_json(), flush=True)
+    _warn_missing_models(settings)
     app = create_app(settings, services=Services.for_worker(settings))
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
     return EXIT_OK
@@ -357,6 +372,7 @@ def cmd_volume_probe(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebox-worker", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default=None, help="override VOICEBOX_LOG_LEVEL")
+    parser.add_argument("--version", action="version", version=f"voicebox-worker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(parent, name: str, handler: Handler, help_text: str):  # type: ignore[no-untyped-def]

@@ -55,6 +55,11 @@ SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_CONCURRENCY": "RunPod jobs taken at once by one worker; default 1",
     "VOICEBOX_JOB_TIMEOUT_SECONDS": "per-job timeout inside the handler; default 570",
     "VOICEBOX_MAX_QUEUED": "generations queued or running at once before 429; default 4 (16 for the fake and demo engines)",
+    "VOICEBOX_MAX_STREAMS": "streams synthesising at once on one worker; more are refused (429); default 4",
+    "VOICEBOX_STREAM_BUFFER_SECONDS": "audio a stream buffers for its reader before synthesis pauses; default 120",
+    "VOICEBOX_STREAM_STALL_SECONDS": "a stream whose reader takes nothing this long is stopped; default 30",
+    "VOICEBOX_STREAM_JOBS": "1: generator RunPod handler (stream jobs; outputs are [answer]); 0: plain; default 0",
+    "VOICEBOX_STREAM_DECODE_FRAMES": "streams decode the codec every N frames inside a chunk (0: per chunk); default 0",
     "VOICEBOX_READY_TIMEOUT_SECONDS": "cold start: seconds to wait for the server; default 120",
     "VOICEBOX_ALLOW_ADMIN_JOBS": "1: RunPod jobs may call admin routes; default 0",
     "VOICEBOX_API_KEYS": "comma-separated bearer keys for standalone serve; default unset (no auth)",
@@ -74,6 +79,11 @@ class SettingsError(ValueError):
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _falsy(value: str | None) -> bool:
+    """An explicit off (``0``, ``false``, ``no``, ``off``) for settings that default to on."""
+    return (value or "").strip().lower() in {"0", "false", "no", "off"}
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
@@ -143,6 +153,11 @@ class Settings:
     concurrency: int = 1
     job_timeout_seconds: float = 570.0
     max_queued: int = 4
+    max_streams: int = 4
+    stream_buffer_seconds: float = 120.0
+    stream_stall_seconds: float = 30.0
+    stream_jobs: bool = False
+    stream_decode_frames: int = 0
     ready_timeout_seconds: float = 120.0
     allow_admin_jobs: bool = False
     api_keys: tuple[str, ...] = ()
@@ -259,6 +274,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         concurrency=int(_number(env, "VOICEBOX_CONCURRENCY", 1, minimum=1)),
         job_timeout_seconds=_number(env, "VOICEBOX_JOB_TIMEOUT_SECONDS", 570.0, minimum=1),
         max_queued=int(_number(env, "VOICEBOX_MAX_QUEUED", default_max_queued(env), minimum=1)),
+        max_streams=int(_number(env, "VOICEBOX_MAX_STREAMS", 4, minimum=1)),
+        stream_buffer_seconds=_number(env, "VOICEBOX_STREAM_BUFFER_SECONDS", 120.0, minimum=1),
+        stream_stall_seconds=_number(env, "VOICEBOX_STREAM_STALL_SECONDS", 30.0, minimum=0.1),
+        stream_jobs=_truthy(env.get("VOICEBOX_STREAM_JOBS")),
+        stream_decode_frames=int(_number(env, "VOICEBOX_STREAM_DECODE_FRAMES", 0)),
         ready_timeout_seconds=_number(env, "VOICEBOX_READY_TIMEOUT_SECONDS", 120.0, minimum=1),
         allow_admin_jobs=_truthy(env.get("VOICEBOX_ALLOW_ADMIN_JOBS")),
         api_keys=_keys(env.get("VOICEBOX_API_KEYS")),

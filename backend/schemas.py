@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from backend.services.common import LANGUAGES, VOLUME_NAME_MAX, VOLUME_NAME_PATTERN
+from backend.storage.effects import parse_stored
 
 if TYPE_CHECKING:
-    from backend.db.models import Generation, Profile, ProfileSample
+    from backend.db.models import Generation, GenerationVersion, Profile, ProfileSample
 
 LANGUAGE_PATTERN = "^(" + "|".join(LANGUAGES) + ")$"
 
@@ -96,6 +97,7 @@ class VoiceProfileResponse(BaseModel):
             description=row.description,
             language=row.language,
             avatar_path=row.avatar_path,
+            effects_chain=parse_stored(row.effects_chain),
             sample_count=sample_count,
             generation_count=generation_count,
             created_at=row.created_at,
@@ -141,6 +143,42 @@ class ProfileSampleResponse(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------- history
+class GenerationVersionResponse(BaseModel):
+    """Upstream's ``GenerationVersionResponse``: one audio version of a generation."""
+
+    id: str
+    generation_id: str
+    label: str
+    audio_path: str
+    effects_chain: list[Any] | None = None
+    source_version_id: str | None = None
+    is_default: bool = False
+    text: str | None = None
+    language: str | None = None
+    instruct: str | None = None
+    seed: int | None = None
+    duration: float | None = None
+    created_at: UtcDatetime
+
+    @classmethod
+    def from_row(cls, row: GenerationVersion) -> GenerationVersionResponse:
+        return cls(
+            id=row.id,
+            generation_id=row.generation_id,
+            label=row.label,
+            audio_path=row.audio_path,
+            effects_chain=parse_stored(row.effects_chain),
+            source_version_id=row.source_version_id,
+            is_default=bool(row.is_default),
+            text=row.text,
+            language=row.language,
+            instruct=row.instruct,
+            seed=row.seed,
+            duration=row.duration,
+            created_at=row.created_at,
+        )
+
+
 class GenerationResponse(BaseModel):
     """Voicebox upstream's ``GenerationResponse`` plus timings; ``audio_path`` is volume-relative."""
 
@@ -161,12 +199,18 @@ class GenerationResponse(BaseModel):
     created_at: UtcDatetime
     completed_at: UtcDatetime | None = None
     generation_time_seconds: float | None = None
-    versions: list[Any] | None = None
+    versions: list[GenerationVersionResponse] | None = None
     active_version_id: str | None = None
 
     @classmethod
     def fields_from_row(cls, row: Generation) -> dict[str, Any]:
+        # the versions when they were loaded with the row (a row just created has none loaded)
+        loaded = row.__dict__.get("versions")
+        versions = [GenerationVersionResponse.from_row(v) for v in loaded or []]
+        active = next((v.id for v in versions if v.is_default), None)
         return {
+            "versions": versions or None,
+            "active_version_id": active,
             "id": row.id,
             "profile_id": row.profile_id,
             "text": row.text,
@@ -295,6 +339,8 @@ class HealthResponse(BaseModel):
     stt_model: str | None = None
     serverless: bool = False
     version: str
+    #: set when the TTS model is not in the cache: "<repo> not downloaded — run `...`" (before a generate fails)
+    model_hint: str | None = None
 
 
 class RootResponse(BaseModel):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, locally: the RunPod worker against ./volume through the RunPod SDK's local API server
 # (POST http://127.0.0.1:${PORT:-8000}/runsync with {"input": {"method": "GET", "path": "/health"}}).
-# Without VOICEBOX_TTS_MODEL set, it installs and uses the tiny offline demo models: the worker runs with no
+# Without VOICEBOX_TTS_MODEL set, it uses (building them once) the tiny offline demo models: the worker runs with no
 # network, and the audio it makes is NOISE (random weights). Set VOICEBOX_TTS_MODEL to a real repo after
 # `voicebox-worker models prefetch REPO` (see docs/engines.md) for real speech.
 set -euo pipefail
@@ -11,10 +11,12 @@ export VOICEBOX_VOLUME=${VOICEBOX_VOLUME:-$PWD/volume}
 export SERVERLESS=1
 mkdir -p "$VOICEBOX_VOLUME"
 if [ -z "${VOICEBOX_TTS_MODEL:-}" ]; then
+  # The worker builds the demo models into the volume's cache when they are missing (offline, ~10 s) and
+  # reuses them on every later start.
   echo "run-local: no VOICEBOX_TTS_MODEL set -> tiny demo models (offline; the audio is noise)" >&2
-  .venv/bin/voicebox-worker models install-demo >&2
   export VOICEBOX_TTS_MODEL=voicebox-demo/tiny-qwen3-tts-base
   export VOICEBOX_STT_MODEL=${VOICEBOX_STT_MODEL:-voicebox-demo/tiny-whisper}
 fi
+echo "run-local: talk to it with \`voicebox-worker remote --local ...\` or curl http://127.0.0.1:${PORT:-8000}/runsync" >&2
 exec .venv/bin/python -u -m backend.serverless_handler --rp_serve_api \
   --rp_api_host 127.0.0.1 --rp_api_port "${PORT:-8000}" "$@"

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Create or refresh ./.venv with everything the worker and its tests need.
-# Order matters: torch first (the CPU wheel here, a CUDA wheel in the image), then the project with its pins,
-# then qwen-tts with --no-deps (its metadata over-pins; its real needs are in pyproject.toml).
-# Re-running is cheap: a stamp of pyproject.toml skips the install when nothing changed.
+# Create or refresh ./.venv from requirements.lock (the versions CI and the image use).
+#   scripts/setup-venv.sh [dev|server|client]     default dev: the worker and the test tools
+# The install itself is scripts/install-deps.sh (shared with the Dockerfile): torch (the CPU build here; set
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu where no local CPU wheel exists), the project editable,
+# every package pinned by the lock, then a check that nothing differs from the lock.
+# Re-running is cheap: a stamp of the lock and the install scripts skips the install when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 EXTRAS=${1:-dev}
-stamp=".venv/.voicebox-setup-$(sha256sum pyproject.toml scripts/setup-venv.sh | sha256sum | cut -c1-16)-${EXTRAS}"
+stamp=".venv/.voicebox-setup-$(cat pyproject.toml requirements.lock scripts/setup-venv.sh scripts/install-deps.sh scripts/lockcheck.py | sha256sum | cut -c1-16)-${EXTRAS}"
 if [ -f "$stamp" ]; then exit 0; fi
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip show torch >/dev/null 2>&1 || .venv/bin/python -m pip install -q "$TORCH_SPEC"
-.venv/bin/python -m pip install -q -e ".[${EXTRAS}]"
-.venv/bin/python -m pip install -q --no-deps "qwen-tts==0.1.1"
+fresh=0
+if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fresh=1; fi
+echo "setup-venv: installing requirements.lock ($EXTRAS) into .venv (a few minutes the first time)" >&2
+if ! PYTHON=.venv/bin/python scripts/install-deps.sh "$EXTRAS" "-e ."; then
+  [ "$fresh" = 1 ] && exit 1
+  echo "setup-venv: .venv differs from requirements.lock; recreating it" >&2
+  rm -rf .venv
+  "$PYTHON" -m venv .venv
+  PYTHON=.venv/bin/python scripts/install-deps.sh "$EXTRAS" "-e ."
+fi
 rm -f .venv/.voicebox-setup-*
 touch "$stamp"

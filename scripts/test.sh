@@ -1,25 +1,42 @@
 #!/usr/bin/env bash
-# The test command: set up ./.venv on a fresh machine, lint, then run every test.
-# bindfs (FUSE) is optional: installed when apt can, otherwise those tests skip with a reason.
+# The test command (CI: .ci/run). With no arguments: set up ./.venv from requirements.lock, lint, every test,
+# the torch-free client check and the image rehearsal. With arguments: lint and `pytest ARGS` only.
+# System packages a step needs are installed with apt-get when this runs as root, each announced with why;
+# a step whose tool is missing and cannot be installed says so and is skipped (never silently).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup-venv.sh dev
-if ! command -v bindfs >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  (timeout 180 apt-get install -y -q bindfs >/dev/null 2>&1 || true)
-fi
-# PostgreSQL server binaries: the suite starts its own server from them (tests/support/postgres.py) to run the
-# API, bundle, adoption, migration and generation suites on both databases.
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+say() { echo "test.sh: $*" >&2; }
+apt_updated=0
+# need COMMAND PACKAGE WHY: make COMMAND available (apt-get as root) or explain why the step is skipped
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "test.sh: installing the PostgreSQL server (apt-get install postgresql) for the PostgreSQL tests" >&2
-    (timeout 300 apt-get install -y -q postgresql >/dev/null 2>&1 \
-      || { timeout 120 apt-get update -q >/dev/null 2>&1 && timeout 300 apt-get install -y -q postgresql >/dev/null 2>&1; } \
-      || echo "test.sh: could not install postgresql; the PostgreSQL tests will fail" >&2)
-  else
-    echo "test.sh: no PostgreSQL server in /usr/lib/postgresql/*/bin and not root: the PostgreSQL tests will fail (install postgresql)" >&2
+    say "installing the Debian package $2 with apt-get: $3"
+    if [ "$apt_updated" = 0 ]; then timeout 300 apt-get update -q >/dev/null && apt_updated=1 || true; fi
+    if timeout 300 apt-get install -y -q --no-install-recommends "$2" >/dev/null; then return 0; fi
+    say "could not install $2"
   fi
+  say "skipping what needs $1 ($3): install the Debian package $2"
+  return 1
+}
+
+scripts/setup-venv.sh dev
+need bindfs bindfs "the FUSE volume tests (tests/test_volume_*.py skip them otherwise)" || true
+need strace strace "tests/test_no_network.py traces a worker start for network attempts" || true
+# The suite starts its own PostgreSQL server from these binaries (tests/support/postgres.py) to run the API,
+# bundle, adoption, migration and generation suites on both databases; CI (.ci/run) makes their absence a failure.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need initdb postgresql "the PostgreSQL tests (tests/test_postgres.py, the both_backends suites)" || true
 fi
-export VOICEBOX_REQUIRE_POSTGRES="${VOICEBOX_REQUIRE_POSTGRES:-1}"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest -q "$@"
+if [ $# -gt 0 ]; then exec .venv/bin/python -m pytest -q "$@"; fi
+.venv/bin/python -m pytest -q
+say "torch-free client: a fresh venv with voicebox-worker[client] (scripts/check-client-venv.sh)"
+scripts/check-client-venv.sh
+if [ "$(id -u)" = 0 ] && need debootstrap debootstrap "the image rehearsal (scripts/rehearse-image.sh)"; then
+  say "image rehearsal: the Dockerfile's steps in a debootstrap'ed Debian root (scripts/rehearse-image.sh)"
+  scripts/rehearse-image.sh
+else
+  say "SKIPPED the image rehearsal: it needs root and debootstrap (CI runs it)"
+fi

@@ -5,6 +5,7 @@ Each area keeps its own fixtures in ``tests/support/<area>.py``; they are regist
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,11 @@ if str(ROOT) not in sys.path:
 
 from backend.config import Settings, load_settings  # noqa: E402
 
-pytest_plugins: list[str] = ["tests.support.api", "tests.support.postgres"]
+# The server's fixtures need the server's packages; the torch-free client venv (scripts/check-client-venv.sh)
+# runs only the client and bridge tests, without them.
+pytest_plugins: list[str] = (
+    ["tests.support.api", "tests.support.postgres"] if importlib.util.find_spec("numpy") else []
+)
 
 
 def volume_env(volume: Path, local: Path, **extra: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ from backend.services.container import Services
 #: generations. A new route that changes state and is not one of these must be marked admin.
 USER_ROUTE = re.compile(
     r"/(profiles|samples|history|generate|audio|library|transcribe|exports|v1|settings/generation"
-    r"|channels)(/.*)?"
+    r"|channels|effects|generations|stories)(/.*)?"
 )
 #: Upstream routes this server answers with the documented not-available shape: they change nothing.
 NOT_AVAILABLE_TAG = "not available here"

@@ -342,7 +342,7 @@ def test_generation_settings_persist_and_are_the_defaults_of_generate(app: App) 
     ("extra", "field"),
     [
         ({"engine": "kokoro"}, "engine"),
-        ({"effects_chain": [{"type": "reverb", "enabled": True, "params": {}}]}, "effects_chain"),
+        ({"effects_chain": [{"type": "warp", "enabled": True, "params": {}}]}, "effects_chain"),
         ({"personality": True}, "personality"),
     ],
 )
@@ -373,6 +373,8 @@ def test_honoured_options_are_accepted(app: App) -> None:
     r = app.put(
         f"/profiles/{pid}/effects", json={"effects_chain": [{"type": "gain", "params": {}}]}
     )
+    assert r.json()["effects_chain"][0]["params"] == {"gain_db": 0.0}  # stored, defaults filled
+    r = app.put(f"/profiles/{pid}/effects", json={"effects_chain": [{"type": "warp"}]})
     assert r.status_code == 400 and "effects_chain" in r.json()["detail"]
 
 

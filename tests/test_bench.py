@@ -28,6 +28,8 @@ def test_bench_short_prints_one_table() -> None:
         "rotating backup",
         "bootstrap to ready",
         "handler_overhead",
+        "effects 4-chain",
+        "story export",
         "base64",
         "GET /history",
         "voice prompt",
@@ -37,6 +39,7 @@ def test_bench_short_prints_one_table() -> None:
         "write throughput, 4 writer process(es) (postgresql)",
         "history search (a word)",
         "history deep page by key",
+        "stream first audio",
     ):
         assert needle in names, f"{needle!r} missing from the bench table"
     assert any(line.startswith("machine: ") for line in result.stdout.splitlines())

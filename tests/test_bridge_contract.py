@@ -295,9 +295,9 @@ def test_local_answers_and_preflight_send_no_job(stack: Stack) -> None:
             },
         )
         assert preflight.status_code == 200
-        r = await http.post("/stories", json={"name": "x"})
+        r = await http.post("/captures/x/refine", json={})
         assert r.status_code == 400 and "not available" in r.json()["detail"]
-        assert (await http.get("/effects/presets")).json() == []
+        assert (await http.get("/captures")).json() == {"items": [], "total": 0}
         assert jobs(stack) == before
         r = await http.get("/generate/00000000-0000-0000-0000-000000000000/status")
         assert sse_events(r.text) == [

@@ -38,9 +38,26 @@ def test_status_of_an_empty_volume_fails_with_the_fix(volume: Path, capsys) -> N
     assert code == 1 and data["ok"] is False
     assert [m["repo_id"] for m in data["models"]] == [DEMO_TTS_REPO, DEMO_STT_REPO]
     assert data["models"][0]["problems"] == ["not in the cache"]
+    assert data["models"][0]["fix"] == "voicebox-worker models install-demo"
+    assert data["models"][0]["source"] == "VOICEBOX_TTS_MODEL"
     code = main(["models", "status"])
     text = capsys.readouterr().out
-    assert code == 1 and f"voicebox-worker models prefetch {DEMO_TTS_REPO}" in text
+    assert code == 1
+    assert f"{DEMO_TTS_REPO} not downloaded — run `voicebox-worker models install-demo`" in text
+
+
+def test_status_names_the_default_model_and_its_prefetch_command(
+    volume: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("VOICEBOX_TTS_MODEL")
+    code, data, _ = run(capsys, "models", "status", "--json")
+    tts = data["models"][0]
+    assert code == 1 and tts["repo_id"] == "Qwen/Qwen3-TTS-12Hz-1.7B-Base"
+    assert tts["source"] == "VOICEBOX_TTS_MODEL not set: default"
+    assert tts["hint"].startswith(
+        "Qwen/Qwen3-TTS-12Hz-1.7B-Base not downloaded — run `voicebox-worker"
+    )
+    assert tts["fix"] == "voicebox-worker models prefetch Qwen/Qwen3-TTS-12Hz-1.7B-Base"
 
 
 def test_install_demo_then_status_ok(
@@ -54,6 +71,27 @@ def test_install_demo_then_status_ok(
     assert (volume / "huggingface" / "hub" / "models--voicebox-demo--tiny-qwen3-tts-base").is_dir()
     code, data, _ = run(capsys, "models", "status", "--json")
     assert code == 0 and all(m["complete"] for m in data["models"])
+    # a second install finds them complete and builds nothing (scripts/run-local.sh starts fast)
+    code, data, _ = run(capsys, "models", "install-demo", "--json")
+    assert code == 0 and data["built"] is False
+
+
+def test_status_without_settings_points_at_the_installed_demo_models(
+    volume: Path,
+    tiny_models: TinyModels,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    """After scripts/run-local.sh, a plain `models status` says which models that worker really uses."""
+    assert main(["models", "install-demo"]) == 0
+    capsys.readouterr()
+    monkeypatch.delenv("VOICEBOX_TTS_MODEL")
+    monkeypatch.delenv("VOICEBOX_STT_MODEL")
+    assert main(["models", "status"]) == 1
+    text = capsys.readouterr().out
+    assert "Qwen/Qwen3-TTS-12Hz-1.7B-Base (VOICEBOX_TTS_MODEL not set: default)" in text
+    assert "the offline demo models are installed on this volume" in text
+    assert "VOICEBOX_TTS_MODEL=voicebox-demo/tiny-qwen3-tts-base" in text
     # prefetch of a complete repo needs no network at all
     code, data, _ = run(capsys, "models", "prefetch", DEMO_TTS_REPO, "--json")
     assert code == 0 and data["models"][0]["complete"]

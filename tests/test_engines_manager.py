@@ -264,6 +264,12 @@ def test_health_fields(tmp_path: Path) -> None:
     assert (
         h["model_size"] == "1.7B" and h["model_downloaded"] is False and h["model_loaded"] is False
     )
+    # said before a generate fails, with the command that fixes it
+    assert h["model_hint"] == (
+        "Qwen/Qwen3-TTS-12Hz-1.7B-Base not downloaded — run "
+        "`voicebox-worker models prefetch Qwen/Qwen3-TTS-12Hz-1.7B-Base` (VOICEBOX_VOLUME at the volume)"
+    )
+    assert "model_hint" not in EngineManager(settings(tmp_path)).health()
 
 
 def test_health_caches_the_snapshot_verdict(

@@ -220,3 +220,50 @@ def test_prompt_cache_is_bounded_through_manager(
     mgr.synthesize([(clip(3.0, 200.0), "a")], "One.", "en", 1, None)
     mgr.synthesize([(clip(3.0, 300.0), "b")], "Two.", "en", 1, None)
     assert len(cache.entries()) == 1  # the newest entry is kept, older ones evicted
+
+
+def test_streamed_pieces_are_the_whole_output_with_the_real_engine(
+    tiny_models: TinyModels,  # noqa: F811
+    tiny_tts_engine,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Qwen3-TTS streamed chunk by chunk (``on_audio``) gives the samples of the non-streamed call with the same
+    seed: the engine path, not only the fake, is reproducible and joined identically."""
+    from backend.engines.manager import AudioPiece
+
+    mgr = manager(tiny_models, tiny_tts_engine, tmp_path / "vol")
+    samples = [(clip(), "hello there")]
+    text = "First part of the text is here. Second part follows it now. Third part ends it."
+    pieces: list[AudioPiece] = []
+    streamed = mgr.synthesize_detailed(
+        samples, text, seed=9, max_chunk_chars=40, on_audio=pieces.append
+    )
+    assert len(pieces) == streamed.chunks == 3
+    assert np.array_equal(np.concatenate([p.audio for p in pieces]), streamed.audio)
+    whole = mgr.synthesize(samples, text, seed=9, max_chunk_chars=40)
+    assert np.array_equal(whole, streamed.audio)
+    assert float(np.abs(whole).max()) > 0.01  # audible noise, not silence
+
+
+def test_incremental_decoding_streams_inside_a_chunk(
+    tiny_models: TinyModels,  # noqa: F811
+    tiny_tts_engine,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """VOICEBOX_STREAM_DECODE_FRAMES: audio leaves every few codec frames while the talker still runs; the
+    pieces are the result, and the result is the package's own decode within the bounded-context error."""
+    from backend.engines.manager import AudioPiece
+
+    mgr = manager(tiny_models, tiny_tts_engine, tmp_path / "vol", VOICEBOX_STREAM_DECODE_FRAMES="4")
+    samples = [(clip(), "hello there")]
+    text = "A single chunk of text for the incremental decoder."
+    pieces: list[AudioPiece] = []
+    streamed = mgr.synthesize_detailed(samples, text, seed=5, on_audio=pieces.append)
+    assert streamed.chunks == 1 and len(pieces) > 2  # several pieces inside one chunk
+    assert all(p.index == 0 for p in pieces) and pieces[-1].last
+    assert np.array_equal(np.concatenate([p.audio for p in pieces]), streamed.audio)
+    whole = mgr.synthesize(samples, text, seed=5)  # no on_audio: the package's one-piece decode
+    assert abs(whole.size - streamed.audio.size) <= 1
+    n = min(whole.size, streamed.audio.size)
+    assert float(np.max(np.abs(whole[:n] - streamed.audio[:n]))) < 0.02
+    assert float(np.abs(whole).max()) > 0.01

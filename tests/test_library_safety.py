@@ -212,7 +212,9 @@ def test_rotation_keeps_hourly_and_daily_slots(make_settings) -> None:
     assert len(kept) <= 1 + 3 + 2
     kept_hours = {name.split("-")[-1][:11] for name in kept}
     kept_days = {name.split("-")[-1][:8] for name in kept}
-    assert len(kept_hours & hours) >= 3 and len(kept_days & days) >= 2
+    newest_hours = set(sorted(hours, reverse=True)[:3])
+    assert newest_hours <= kept_hours, f"one backup per hour for the 3 newest hours: {sorted(kept)}"
+    assert len(kept_days & days) >= 2
 
 
 def test_fsck_never_trashes_when_the_database_cannot_judge(make_settings) -> None:

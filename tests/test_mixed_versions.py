@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,6 +213,16 @@ def test_running_older_worker_answers_503_on_writes_and_keeps_reading(
     assert files_under(settings.tmp_dir) == []
 
 
+def _old_profile_insert(name: str):  # type: ignore[no-untyped-def]
+    """A profile row as the previous revision's code writes it (the head models may have more columns)."""
+    from sqlalchemy import text
+
+    return text(
+        "INSERT INTO profiles (id, name, language, created_at, updated_at) "
+        "VALUES (:id, :name, 'en', '2026-01-01', '2026-01-01')"
+    ).bindparams(id=str(uuid.uuid4()), name=name)
+
+
 def test_worker_from_before_a_migration_refuses_its_next_write(
     subprocess_env, make_settings
 ) -> None:  # type: ignore[no-untyped-def]
@@ -235,7 +246,7 @@ def test_worker_from_before_a_migration_refuses_its_next_write(
 
     old = VolumeDatabase(settings, expected_revision=previous)
     with old.write() as session:  # it works while the volume is at its revision
-        session.add(Profile(name="written by the old worker", language="en"))
+        session.execute(_old_profile_insert("written by the old worker"))
     assert old.local_revision == previous
 
     peer = run_image(None, subprocess_env("peer"), "bootstrap", "--no-fsck")
@@ -249,7 +260,7 @@ def test_worker_from_before_a_migration_refuses_its_next_write(
     assert old.local_revision == previous
 
     with pytest.raises(SchemaMismatchError) as info, old.write() as session:
-        session.add(Profile(name="old-shaped row", language="en"))
+        session.execute(_old_profile_insert("old-shaped row"))
     assert _names_both(str(info.value), head, previous), str(info.value)
     assert settings.db_path.read_bytes() == migrated  # nothing was published
 

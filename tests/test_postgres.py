@@ -299,10 +299,24 @@ def _library(settings) -> None:  # type: ignore[no-untyped-def]
                 files={"file": ("s.wav", audio_bytes(2.0, seed=i), "audio/wav")},
                 data={"reference_text": f"sample {i}"},
             )
-            for j in range(4):
+            gens = [
                 add_generation(
                     services, profile_id=pid, profile_name=f"Voice {i}", text=f"line {i}-{j} ü"
                 )
+                for j in range(4)
+            ]
+        # migration 0004's tables: a version with effects, a user preset, a story with items
+        echo = [{"type": "reverb", "enabled": True, "params": {"room_size": 0.7}}]
+        version = client.post(
+            f"/generations/{gens[0]}/versions/apply-effects", json={"effects_chain": echo}
+        )
+        assert version.status_code == 200, version.text
+        preset = client.post("/effects/presets", json={"name": "Mine", "effects_chain": echo})
+        assert preset.status_code == 200, preset.text
+        story = client.post("/stories", json={"name": "Saga"}).json()["id"]
+        for gen in gens[:2]:
+            item = client.post(f"/stories/{story}/items", json={"generation_id": gen})
+            assert item.status_code == 200, item.text
     services.close()
 
 
@@ -327,6 +341,9 @@ def test_copy_sqlite_to_postgresql_and_back_is_identical(
     _library(source)
     original = _sqlite_digests(source)
     assert original["generations"].rows == 12 and original["profile_samples"].rows == 3
+    assert original["generation_versions"].rows == 12 + 1  # every default + one with effects
+    assert original["story_items"].rows == 2 and original["stories"].rows == 1
+    assert original["effect_presets"].rows == 9 + 1  # the built-ins + one of the user's
 
     env = subprocess_env("copy", VOICEBOX_VOLUME=str(source_volume))
     first = cli(env, "db", "copy", "--to", pg_url, "--json")
@@ -406,11 +423,13 @@ def test_adopt_a_voicebox_data_dir_straight_into_postgresql(
     db = PostgresDatabase(settings, expected_revision=head_revision())
     assert db.current_revision() == head_revision()
     with db.engine.connect() as conn:
-        counts = {
-            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in fx.expected_after
-        }
+        # rows per table (the report's version and preset figures are what adoption carried, not totals)
+        tables = ("profiles", "profile_samples", "generations", "stories", "story_items")
+        counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in tables}
+        versions = conn.execute(text("SELECT count(*) FROM generation_versions")).scalar()
         assert compare_schema(conn) == []
-    assert counts == fx.expected_after
+    assert counts == {t: fx.expected_after[t] for t in tables}
+    assert versions >= max(fx.expected_after["generation_versions"], 1)
     services = Services.create(settings)
     with TestClient(create_app(settings, services=services)) as client:
         for item in client.get("/history", params={"limit": 100}).json()["items"]:

@@ -38,6 +38,17 @@ _REAL_OK, _REAL_WHY = real_app_available()
 needs_real_app = pytest.mark.skipif(not _REAL_OK, reason=f"real worker: {_REAL_WHY}")
 
 
+def answer(result: dict) -> dict:
+    """The one answer of an ordinary job. With the plain handler (the default) the output is the answer; with
+    the generator handler (``VOICEBOX_STREAM_JOBS=1``) RunPod aggregates what it yields: ``[answer]``."""
+    output = result["output"]
+    if isinstance(output, list):
+        assert len(output) == 1, result
+        return output[0]
+    assert isinstance(output, dict), result
+    return output
+
+
 def _run(
     cmd: list[str], env: dict[str, str], *args: str, timeout: float = 90
 ) -> subprocess.CompletedProcess:
@@ -110,7 +121,7 @@ def test_rp_serve_api_stub(tmp_path: Path) -> None:
     with serve_api(STUB, env, tmp_path / "worker.log") as base:
         health = runsync(base, {"method": "GET", "path": "/health"})
         assert health["status"] == "COMPLETED"
-        assert health["output"]["body"]["status"] == "healthy"
+        assert answer(health)["body"]["status"] == "healthy"
         wav = tiny_wav(0.3)
         upload = runsync(
             base,
@@ -120,12 +131,13 @@ def test_rp_serve_api_stub(tmp_path: Path) -> None:
                 "form": {"reference_text": "hi"},
             },
         )
-        assert upload["output"]["body"]["files"][0]["sha256"] == hashlib.sha256(wav).hexdigest()
+        assert answer(upload)["body"]["files"][0]["sha256"] == hashlib.sha256(wav).hexdigest()
         spilled = runsync(base, {"method": "GET", "path": "/big", "params": {"size": 500_000}})
-        export = spilled["output"]["export"]
+        export = answer(spilled)["export"]
         data = (volume / "voicebox" / "exports" / export["name"]).read_bytes()
         assert data == big_bytes(500_000) and export["sha256"] == hashlib.sha256(data).hexdigest()
         refused = runsync(base, {"method": "GET", "path": f"//127.0.0.1:{1}/"})
+        # the plain handler (the default) fails the job with the envelope's error
         assert refused["status"] == "FAILED" and refused["error"].startswith("input.path")
     log = (tmp_path / "worker.log").read_text()
     assert base64.b64encode(wav).decode()[:40] not in log  # no base64 in the logs
@@ -173,15 +185,15 @@ def test_production_loop_stub(tmp_path: Path) -> None:
     )
     try:
         assert set(results) == set(jobs), worker.output()
-        assert results["j-health"]["output"]["body"]["status"] == "healthy"
-        assert results["j-upload"]["output"]["body"]["files"][0]["filename"] == "s.wav"
-        export = results["j-big"]["output"]["export"]
+        assert answer(results["j-health"])["body"]["status"] == "healthy"
+        assert answer(results["j-upload"])["body"]["files"][0]["filename"] == "s.wav"
+        export = answer(results["j-big"])["export"]
         assert (volume / "voicebox" / "exports" / export["name"]).read_bytes() == big_bytes(400_000)
         assert len(json.dumps(results["j-big"])) < 100 * 1024
         assert "inline budget" in results["j-inline-only"]["error"]
         assert results["j-bad"]["error"].startswith("input.path")
         assert "admin route" in results["j-admin"]["error"]
-        assert results["j-404"]["output"]["status_code"] == 404 and "error" not in results["j-404"]
+        assert answer(results["j-404"])["status_code"] == 404 and "error" not in results["j-404"]
         assert all("/w1?x=1&" in t and "job_in_progress=" in t for t in mock.takes)
     finally:
         code = worker.stop()
@@ -192,7 +204,7 @@ def test_production_loop_stub(tmp_path: Path) -> None:
 def test_watchdog_exits_when_server_dies(tmp_path: Path) -> None:
     results, worker, _, mock = _production(STUB, tmp_path, {"j-crash": {"path": "/__crash"}})
     try:
-        assert results["j-crash"]["output"]["body"] == {"crashing": True}
+        assert answer(results["j-crash"])["body"] == {"crashing": True}
         worker.proc.wait(20)
         assert worker.proc.returncode == 1
         assert "stopped" in worker.output() and "exiting" in worker.output()
@@ -216,16 +228,17 @@ def test_real_test_input(tmp_path: Path) -> None:
 
 @needs_real_app
 def test_real_rp_serve_api_flow(tmp_path: Path) -> None:
-    """Health, a profile with a base64 sample, generate (inline audio), download audio, bundle round trip."""
-    env = worker_env(tmp_path / "vol")
+    """Health, a profile with a base64 sample, generate (inline audio), a stream job, download audio, bundle
+    round trip — with the generator handler, so ordinary outputs are ``[answer]`` and stream jobs stream."""
+    env = worker_env(tmp_path / "vol", VOICEBOX_STREAM_JOBS="1")
     with serve_api(REAL, env, tmp_path / "worker.log", timeout=120) as base:
         assert (
-            runsync(base, {"method": "GET", "path": "/health"})["output"]["body"]["status"]
+            answer(runsync(base, {"method": "GET", "path": "/health"}))["body"]["status"]
             == "healthy"
         )
         made = runsync(base, {"path": "/profiles", "body": {"name": "Ada", "language": "en"}})
-        assert made["output"]["status_code"] in {200, 201}, made
-        pid = made["output"]["body"]["id"]
+        assert answer(made)["status_code"] in {200, 201}, made
+        pid = answer(made)["body"]["id"]
         sample = runsync(
             base,
             {
@@ -240,7 +253,7 @@ def test_real_rp_serve_api_flow(tmp_path: Path) -> None:
                 "form": {"reference_text": "This is my voice."},
             },
         )
-        assert sample["output"]["status_code"] in {200, 201}, sample
+        assert answer(sample)["status_code"] in {200, 201}, sample
         gen = runsync(
             base,
             {
@@ -250,13 +263,30 @@ def test_real_rp_serve_api_flow(tmp_path: Path) -> None:
             },
             timeout=120,
         )
-        out = gen["output"]
+        out = answer(gen)
         assert out["status_code"] == 200, gen
         assert base64.b64decode(out["audio"]["body_base64"])[:4] == b"RIFF"
+        # a stream job through the SDK's own /run + /stream (the generator handler, real SDK)
+        import httpx
+
+        job = httpx.post(
+            f"{base}/run",
+            json={
+                "input": {"path": "/generate/stream", "body": {"profile_id": pid, "text": "Hi."}}
+            },
+            timeout=30,
+        ).json()
+        # (the simulator serves /stream as a POST and runs the whole job inside it)
+        streamed = httpx.post(f"{base}/stream/{job['id']}", timeout=120).json()
+        items = [entry["output"] for entry in streamed["stream"]]
+        data = b"".join(base64.b64decode(i.get("chunk_base64", "")) for i in items)
+        assert items[0]["content_type"] == "audio/wav" and data[:4] == b"RIFF"
+        assert items[-1]["done"] and items[-1]["size"] == len(data)
+        assert items[-1]["sha256"] == hashlib.sha256(data).hexdigest()
         audio = runsync(base, {"method": "GET", "path": f"/audio/{out['body']['id']}"})
-        assert audio["output"]["is_binary"] and audio["output"]["content_type"].startswith("audio/")
+        assert answer(audio)["is_binary"] and answer(audio)["content_type"].startswith("audio/")
         bundle = runsync(base, {"method": "GET", "path": f"/profiles/{pid}/export"})
-        assert bundle["output"]["is_binary"], bundle
+        assert answer(bundle)["is_binary"], bundle
         runsync(base, {"method": "DELETE", "path": f"/profiles/{pid}"})
         imported = runsync(
             base,
@@ -265,13 +295,13 @@ def test_real_rp_serve_api_flow(tmp_path: Path) -> None:
                 "files": {
                     "file": {
                         "filename": "ada.zip",
-                        "content_base64": bundle["output"]["body_base64"],
+                        "content_base64": answer(bundle)["body_base64"],
                         "content_type": "application/zip",
                     }
                 },
             },
         )
-        assert imported["output"]["status_code"] in {200, 201}, imported
+        assert answer(imported)["status_code"] in {200, 201}, imported
 
 
 @needs_real_app
@@ -293,9 +323,9 @@ def test_real_production_loop_spills_audio(tmp_path: Path) -> None:
         return got[job_id]
 
     try:
-        assert results["j-health"]["output"]["status_code"] == 200, worker.output()
+        assert answer(results["j-health"])["status_code"] == 200, worker.output()
         made = job("j-profile", {"path": "/profiles", "body": {"name": "Bo", "language": "en"}})
-        pid = made["output"]["body"]["id"]
+        pid = answer(made)["body"]["id"]
         sample = job(
             "j-sample",
             {
@@ -304,13 +334,13 @@ def test_real_production_loop_spills_audio(tmp_path: Path) -> None:
                 "form": {"reference_text": "This is my voice."},
             },
         )
-        assert sample["output"]["status_code"] in {200, 201}, sample
+        assert answer(sample)["status_code"] in {200, 201}, sample
         text = "A sentence long enough to make audio over the tiny budget. " * 3
         gen = job(
             "j-gen",
             {"path": "/generate", "body": {"profile_id": pid, "text": text}, "inline_audio": True},
         )
-        audio = gen["output"]["audio"]
+        audio = answer(gen)["audio"]
         assert audio["spilled"] is True, gen
         data = (volume / "voicebox" / "exports" / audio["export"]["name"]).read_bytes()
         assert data[:4] == b"RIFF" and hashlib.sha256(data).hexdigest() == audio["export"]["sha256"]
@@ -318,7 +348,7 @@ def test_real_production_loop_spills_audio(tmp_path: Path) -> None:
             "j-gen",  # RunPod retrying the same job: the same generation, not a second one
             {"path": "/generate", "body": {"profile_id": pid, "text": text}},
         )
-        assert again["output"]["body"]["id"] == gen["output"]["body"]["id"]
+        assert answer(again)["body"]["id"] == answer(gen)["body"]["id"]
     finally:
         code = worker.stop()
         mock.close()

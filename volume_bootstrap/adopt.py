@@ -3,7 +3,7 @@
 Why this exists: people arrive with a ``voicebox.db`` from the desktop app (upstream) or from the RunPod fork's
 image, and the issue's promise is that it is taken as is, with nothing lost. Voicebox has no schema version (it
 migrates by column checks and ``create_all``), so the databases in the wild differ. Three are known
-(``../shared/reference/notes/voicebox-api.md`` §2):
+(their differences are listed below):
 
 ``fork``      the RunPod fork: absolute paths under ``/app/data``, a ``generation_jobs`` queue table, soft deleted
               generations (``deleted_at``), ``audio_path``/``duration`` NOT NULL, ``request_*`` columns.
@@ -29,10 +29,11 @@ Conversion rules (each reported, nothing silently lost):
   status) become ``failed`` with an error saying adoption found them unfinished; their path, if any, is reported.
 - Soft deleted fork generations stay out of history; they are reported with their paths and their files are not
   adopted (with ``--move`` they stay in the legacy data dir).
-- Upstream's default ``generation_versions`` row gives the generation its ``audio_path``; the other versions are
-  reported, their files left where they are.
-- Columns and tables that have no place in our schema (profile effects and voice types, request metadata, jobs,
-  stories, channels, presets …) are dropped only after being counted; the report lists them.
+- Upstream's default ``generation_versions`` row gives the generation its ``audio_path``; every version, effect
+  preset, profile effects chain, story and story item is carried too (``volume_bootstrap.adopt_extras``: the
+  rows are inserted after an in-transaction upgrade to ``0004``, the version files copied byte-identical).
+- Columns and tables that have no place in our schema (profile voice types, request metadata, jobs, channels,
+  capture settings …) are dropped only after being counted; the report lists them.
 - ``profile_name`` is filled from the profile; a generation whose profile is gone keeps its row with a NULL
   ``profile_id``; a sample whose profile is gone cannot exist in our schema and is reported, not adopted.
 
@@ -48,7 +49,7 @@ period (and a rerun reuses identical ones).
 
 At boot (a legacy ``voicebox.db`` found at the volume's database path, files copied beside it by an operator) the
 rows get sizes and durations but no sha256: hashing every file under the lease would hold peers' cold starts. Files
-of rows that were not adopted (soft deleted, non-default versions) stay on the volume unreferenced, listed in the
+of rows that were not adopted (soft deleted, versions of unfinished generations) stay on the volume unreferenced, listed in the
 report; ``volume fsck`` later moves them to ``trash/`` — never deletes them.
 """
 
@@ -72,6 +73,17 @@ from backend.db.errors import DatabaseError, SchemaMismatchError
 from backend.db.models import Generation, Profile, ProfileSample, new_id, utcnow
 from backend.db.volume_db import VolumeDatabase, integrity_check, read_revision
 from backend.storage.blobs import BlobStore, StoredBlob, UnsafePathError, safe_relative, sha256_file
+from volume_bootstrap.adopt_extras import (
+    ADOPT_REVISION,
+    CARRIED_TABLES,
+    KNOWN_COLUMNS,
+    Extras,
+    convert_stories,
+    group_versions,
+    insert_extras,
+    pick_default,
+    seeded_preset_names,
+)
 
 log = logging.getLogger(__name__)
 
@@ -336,10 +348,12 @@ class Plan:
     ids_assigned: int = 0
     bad_paths: list[str] = field(default_factory=list)
     missing_files: list[dict[str, str]] = field(default_factory=list)
+    extras: Extras = field(default_factory=Extras)
 
     @property
     def dropped_tables(self) -> dict[str, int]:
-        return {t: n for t, n in self.counts_before.items() if t not in CORE_TABLES}
+        carried = (*CORE_TABLES, *CARRIED_TABLES)
+        return {t: n for t, n in self.counts_before.items() if t not in carried}
 
     def referenced_files(self) -> dict[str, list[str]]:
         """Relative path → the rows (``table:id``) that reference it, for every kept row."""
@@ -348,6 +362,7 @@ class Plan:
             ("profiles", self.profiles, "avatar_path"),
             ("profile_samples", self.samples, "audio_path"),
             ("generations", self.generations, "audio_path"),
+            ("generation_versions", self.extras.versions, "audio_path"),
         ):
             for row in rows:
                 if row[column]:
@@ -362,7 +377,9 @@ class Plan:
                 "profiles": len(self.profiles),
                 "profile_samples": len(self.samples),
                 "generations": len(self.generations),
+                **self.extras.counts(),
             },
+            **self.extras.report(),
             "dropped_tables": self.dropped_tables,
             "dropped_columns": sorted(self.dropped_columns),
             "dropped_column_values": dict(sorted(self.dropped_columns.items())),
@@ -429,9 +446,12 @@ def build_plan(query: Query, roots: Sequence[str], now: datetime | None = None) 
     for table in layout.columns:
         plan.counts_before[table] = int(query(f'SELECT count(*) AS n FROM "{table}"')[0]["n"])
     for table, columns in layout.columns.items():
-        if table not in CORE_TABLES:
+        if table in CORE_TABLES:
+            ours = set(OUR_TABLES[table].__table__.columns.keys())
+        elif table in KNOWN_COLUMNS:
+            ours = KNOWN_COLUMNS[table]
+        else:
             continue
-        ours = set(OUR_TABLES[table].__table__.columns.keys())
         for column in columns:
             if column not in ours and (table, column) not in RENAMED:
                 sql = f'SELECT count(*) AS n FROM "{table}" WHERE "{column}" IS NOT NULL'
@@ -439,8 +459,29 @@ def build_plan(query: Query, roots: Sequence[str], now: datetime | None = None) 
 
     profiles_by_id = _convert_profiles(query, conv)
     _convert_samples(query, conv, profiles_by_id)
-    versions = _default_versions(query, conv) if "generation_versions" in layout.columns else {}
-    _convert_generations(query, conv, profiles_by_id, versions)
+    grouped = (
+        group_versions(_rows(query, "generation_versions"))
+        if "generation_versions" in layout.columns
+        else {}
+    )
+    versions = {gid: pick_default(vs, _as_bool) for gid, vs in grouped.items() if vs}
+    _convert_generations(query, conv, profiles_by_id, versions, grouped)
+    _convert_versions(conv, grouped, versions)
+    if "effect_presets" in layout.columns:
+        _convert_presets(query, conv)
+    convert_stories(
+        query,
+        layout.columns,
+        {g["id"]: g for g in plan.generations},
+        {v["id"] for v in plan.extras.versions},
+        plan.extras,
+        row_id=conv.row_id,
+        timestamp=conv.timestamp,
+        now=conv.now,
+        as_int=_as_int,
+        as_float=_as_float,
+        rows=_rows,
+    )
     if "generation_jobs" in layout.columns and "status" in layout.columns["generation_jobs"]:
         rows = query("SELECT status, count(*) AS n FROM generation_jobs GROUP BY status")
         plan.jobs_by_status = {str(r["status"]): int(r["n"]) for r in rows}
@@ -464,6 +505,9 @@ def _convert_profiles(query: Query, conv: _Converter) -> dict[str, dict[str, Any
         row["avatar_path"] = conv.path("profiles", row["id"], legacy.get("avatar_path"))
         row["created_at"] = conv.timestamp(legacy.get("created_at"), conv.now)
         row["updated_at"] = conv.timestamp(legacy.get("updated_at"), row["created_at"])
+        chain = legacy.get("effects_chain")
+        if chain is not None and str(chain).strip():
+            conv.plan.extras.profile_chains[row["id"]] = str(chain)
         conv.plan.profiles.append(row)
         by_id[row["id"]] = row
     return by_id
@@ -505,19 +549,18 @@ def _convert_samples(
         conv.plan.samples.append(row)
 
 
-def _default_versions(query: Query, conv: _Converter) -> dict[str, dict[str, Any]]:
-    """Upstream's versions: the default one per generation; every other one goes into the report."""
-    by_generation: dict[str, list[dict[str, Any]]] = {}
-    for version in _rows(query, "generation_versions"):
-        by_generation.setdefault(str(version.get("generation_id")), []).append(version)
-    chosen: dict[str, dict[str, Any]] = {}
-    for gen_id, versions in by_generation.items():
-        defaults = [v for v in versions if _as_bool(v.get("is_default"))]
-        pick = (defaults or [None])[-1]
-        if pick is not None:
-            chosen[gen_id] = pick
+def _convert_versions(
+    conv: _Converter,
+    grouped: Mapping[str, list[dict[str, Any]]],
+    defaults: Mapping[str, dict[str, Any]],
+) -> None:
+    """Every version of a kept, completed generation (ids, labels, chains, pins kept); others reported."""
+    kept = {g["id"]: g for g in conv.plan.generations}
+    for gen_id, versions in grouped.items():
+        generation = kept.get(gen_id)
+        carry = generation is not None and generation["status"] == "completed"
         for version in versions:
-            if version is not pick:
+            if not carry:
                 conv.plan.unadopted_versions.append(
                     {
                         "generation_id": gen_id,
@@ -526,7 +569,51 @@ def _default_versions(query: Query, conv: _Converter) -> dict[str, dict[str, Any
                         "audio_path": conv.loose_path(version.get("audio_path")),
                     }
                 )
-    return chosen
+                continue
+            version_id = conv.row_id(version.get("id"))
+            conv.plan.extras.versions.append(
+                {
+                    "id": version_id,
+                    "generation_id": gen_id,
+                    "label": str(version.get("label") or "version")[:200],
+                    "audio_path": conv.path(
+                        "generation_versions", version_id, version.get("audio_path")
+                    ),
+                    "effects_chain": version.get("effects_chain") or None,
+                    "source_version_id": version.get("source_version_id"),
+                    "is_default": version is defaults.get(gen_id),
+                    "text": version.get("text"),
+                    "language": version.get("language"),
+                    "instruct": version.get("instruct"),
+                    "seed": _as_int(version.get("seed")),
+                    "duration": None,
+                    "sha256": None,
+                    "size_bytes": None,
+                    "created_at": conv.timestamp(
+                        version.get("created_at"), generation["created_at"]
+                    ),
+                }
+            )
+
+
+def _convert_presets(query: Query, conv: _Converter) -> None:
+    seeded = seeded_preset_names()
+    for legacy in _rows(query, "effect_presets"):
+        name = str(legacy.get("name") or "Preset")[:100]
+        if name in seeded:  # the same built-in, seeded here by the migration
+            conv.plan.extras.presets_merged.append(name)
+            continue
+        conv.plan.extras.presets.append(
+            {
+                "id": conv.row_id(legacy.get("id")),
+                "name": name,
+                "description": legacy.get("description"),
+                "effects_chain": str(legacy.get("effects_chain") or "[]"),
+                "is_builtin": _as_bool(legacy.get("is_builtin")),
+                "sort_order": _as_int(legacy.get("sort_order")) or 100,
+                "created_at": conv.timestamp(legacy.get("created_at"), conv.now),
+            }
+        )
 
 
 def _convert_generations(
@@ -534,6 +621,7 @@ def _convert_generations(
     conv: _Converter,
     profiles: Mapping[str, dict[str, Any]],
     versions: Mapping[str, dict[str, Any]],
+    grouped: Mapping[str, list[dict[str, Any]]],
 ) -> None:
     plan = conv.plan
     has_status = "status" in plan.layout.columns["generations"]
@@ -543,9 +631,9 @@ def _convert_generations(
         version = versions.get(gen_id)
         if version is not None and version.get("audio_path"):
             if version.get("audio_path") != raw_path and raw_path:
-                known = {v["audio_path"] for v in plan.unadopted_versions}
+                known = {v.get("audio_path") for v in grouped.get(gen_id, [])}
                 original = conv.loose_path(raw_path)
-                if original not in known:
+                if raw_path not in known:
                     plan.unadopted_versions.append(
                         {
                             "generation_id": gen_id,
@@ -650,7 +738,11 @@ def attach_files(
         rel = row["avatar_path"]
         if rel and rel not in stored and not (files_root / rel).is_file():
             missing.append({"table": "profiles", "id": row["id"], "path": rel})
-    for table, rows in (("profile_samples", plan.samples), ("generations", plan.generations)):
+    for table, rows in (
+        ("profile_samples", plan.samples),
+        ("generations", plan.generations),
+        ("generation_versions", plan.extras.versions),
+    ):
         for row in rows:
             rel = row["audio_path"]
             if not rel:
@@ -678,7 +770,8 @@ def adopt_database_file(
     source_root: Path | None = None,
     stored: Mapping[str, StoredBlob] | None = None,
 ) -> dict[str, Any]:
-    """Convert a legacy Voicebox SQLite file, in place, into ``0001_baseline``; returns the report.
+    """Convert a legacy Voicebox SQLite file, in place, into ``0001_baseline`` plus, upgraded to
+    ``ADOPT_REVISION`` in the same transaction, its versions, presets and stories; returns the report.
 
     ``path`` is a private work copy (``migrate_volume`` and ``adopt_data_dir`` call this under the lease). The
     whole conversion is one ``BEGIN IMMEDIATE`` transaction: a failure or a kill leaves the legacy file.
@@ -716,11 +809,14 @@ def adopt_database_file(
         stamped = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
         if [tuple(r) for r in stamped] != [(BASELINE_REVISION,)]:
             raise AdoptionError(f"adoption did not stamp {BASELINE_REVISION}: {stamped}")
+        # versions, presets, stories: their tables exist from ADOPT_REVISION (same transaction)
+        command.upgrade(alembic_config(conn), ADOPT_REVISION)
+        insert_extras(conn, plan.extras, {g["id"] for g in plan.generations})
         problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
         if problems:
             raise AdoptionError(f"foreign key check failed after adoption: {problems[:5]}")
-    # While the baseline is head the models must match now; otherwise the caller compares after upgrading.
-    if head_revision() == BASELINE_REVISION:
+    # While ADOPT_REVISION is head the models must match now; otherwise the caller compares after upgrading.
+    if head_revision() == ADOPT_REVISION:
         diffs = schema_differences(path)
         if diffs:
             raise AdoptionError(f"the adopted database differs from the models: {diffs[:5]}")
@@ -809,7 +905,7 @@ def _check_signature(found: dict[str, Any], expected: dict[str, Any]) -> None:
 
 
 def _vacuum(path: Path) -> None:
-    """Give back the legacy tables' pages: the file is copied whole on every write (DESIGN §4)."""
+    """Give back the legacy tables' pages: the file is copied whole on every write (``docs/architecture.md``)."""
     conn = sqlite3.connect(str(path), isolation_level=None)
     try:
         conn.execute("VACUUM")

@@ -27,7 +27,14 @@ from sqlalchemy import select
 from backend.config import Settings
 from backend.db.backups import inspect_database
 from backend.db.interface import Database, DatabaseKind
-from backend.db.models import Generation, Profile, ProfileSample, utcnow
+from backend.db.models import (
+    Generation,
+    GenerationVersion,
+    Profile,
+    ProfileSample,
+    new_id,
+    utcnow,
+)
 from backend.storage.blobs import BlobStore, sha256_file
 from backend.storage.retention import expire_exports
 from backend.storage.trash import Trash
@@ -195,6 +202,20 @@ def _resolve_expired_jobs(
                 row.duration = row.duration or _duration(path)
                 row.status = "completed"
                 row.completed_at = utcnow()
+                if not row.versions:  # a completed generation has its default version
+                    session.add(
+                        GenerationVersion(
+                            id=new_id(),
+                            generation_id=row.id,
+                            label="original",
+                            audio_path=row.audio_path,
+                            is_default=True,
+                            duration=row.duration,
+                            sha256=row.sha256,
+                            size_bytes=row.size_bytes,
+                            created_at=utcnow(),
+                        )
+                    )
                 report.expired_completed.append(gen_id)
             else:
                 row.status = "failed"
@@ -258,6 +279,12 @@ def _check_files(
             *session.execute(select(Profile.id, Profile.avatar_path)),
             *session.execute(
                 select(Generation.id, Generation.audio_path).where(Generation.status == "completed")
+            ),
+            # the default version's file is the generation's own (named above): the others only
+            *session.execute(
+                select(GenerationVersion.id, GenerationVersion.audio_path).where(
+                    GenerationVersion.is_default.is_(False)
+                )
             ),
         ]
         # Any row still naming a file keeps it (a failed or adopted row may); only completed rows

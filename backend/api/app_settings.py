@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from backend.api.deps import get_services
 from backend.services.container import Services
@@ -25,8 +25,9 @@ class GenerationSettingsUpdate(BaseModel):
 
     max_chunk_chars: int | None = Field(default=None, ge=100, le=5000)
     crossfade_ms: int | None = Field(default=None, ge=0, le=500)
-    normalize_audio: bool | None = None
-    autoplay_on_generate: bool | None = None
+    # strict: 0/1 are not booleans (the spec says boolean, so the server must refuse them too)
+    normalize_audio: StrictBool | None = None
+    autoplay_on_generate: StrictBool | None = None
 
 
 @router.get("/settings/generation", response_model=GenerationSettingsResponse)

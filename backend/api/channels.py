@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from backend.api.deps import get_services
+from backend.schemas import UtcDatetime
 from backend.services.channels import ChannelInfo
 from backend.services.container import Services
 
@@ -31,7 +30,7 @@ class AudioChannelResponse(BaseModel):
     name: str
     is_default: bool
     device_ids: list[str]
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ChannelVoiceAssignment(BaseModel):

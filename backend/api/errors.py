@@ -42,6 +42,7 @@ from backend.services.errors import (
 )
 from backend.storage.audio import AudioValidationError
 from backend.storage.blobs import UnsafePathError
+from backend.storage.effects import EffectsError
 
 log = logging.getLogger("voicebox.api")
 
@@ -188,6 +189,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(AudioValidationError, _audio_error)
+    app.add_exception_handler(
+        EffectsError, _audio_error
+    )  # a bad effects chain: 400 naming the field
     app.add_exception_handler(UnsafePathError, _unsafe_path)
     app.add_exception_handler(DatabaseError, _database_error)
     app.add_exception_handler(OSError, _os_error)

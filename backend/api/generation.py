@@ -12,14 +12,14 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from backend.api.deps import file_answer
 from backend.db.errors import fault_from_message
 from backend.schemas import LANGUAGE_PATTERN, GenerationResponse
-from backend.services.errors import ConflictError, NotFoundError, ValidationError
+from backend.services.errors import NotFoundError, ValidationError
 from backend.services.generation import FINAL, GenerationInput, GenerationService
+from backend.storage import effects as fx
 
 router = APIRouter(tags=["generation"])
 
@@ -33,8 +33,9 @@ class GenerationRequest(BaseModel):
     """Voicebox upstream's ``GenerationRequest``.
 
     ``max_chunk_chars``, ``crossfade_ms`` and ``normalize`` left out come from ``/settings/generation``.
-    ``engine``, ``effects_chain`` and ``personality`` are honoured when this server can (``qwen``, no effects,
-    no personality) and refused with a 400 naming the field otherwise — never silently dropped.
+    ``effects_chain`` is applied (the clean audio kept as the ``original`` version, the processed one the
+    default); left out, the profile's chain applies. ``engine`` and ``personality`` are honoured when this
+    server can (``qwen``, no personality) and refused with a 400 naming the field otherwise.
     """
 
     profile_id: str = Field(min_length=1, max_length=64)
@@ -56,11 +57,6 @@ class GenerationRequest(BaseModel):
             return (
                 f"engine {self.engine!r} is not available on this server: it runs only {ENGINE!r} "
                 "(Qwen3-TTS Base, voice cloning); leave engine out or send 'qwen'"
-            )
-        if any(effect.get("enabled", True) for effect in self.effects_chain or []):
-            return (
-                "effects_chain is not supported: this server applies no audio effects; "
-                "send an empty chain or leave it out"
             )
         if self.personality:
             return (
@@ -110,6 +106,9 @@ async def generate(
             normalize=defaults.normalize_audio if body.normalize is None else body.normalize,
             request_id=x_request_id,
             generation_id=x_generation_id or None,
+            effects_chain=(
+                None if body.effects_chain is None else fx.validate_chain(body.effects_chain)
+            ),
         ),
     )
     if wait:  # awaited, not blocking a thread: cheap routes never queue behind generations
@@ -123,24 +122,6 @@ def _raise_volume_fault(row) -> None:  # type: ignore[no-untyped-def]
     fault = fault_from_message(row.error) if row.status == "failed" else None
     if fault is not None:
         raise fault
-
-
-@router.post("/generate/stream", responses=file_answer("audio/wav"))
-async def generate_stream(
-    body: GenerationRequest,
-    request: Request,
-    x_request_id: str | None = Header(default=None, max_length=128),
-) -> Response:
-    """Voicebox's streaming route: here the WAV is sent whole once it is durable (a history row as usual)."""
-    row = await generate(body, request, wait=True, x_request_id=x_request_id, x_generation_id=None)
-    if row.status != "completed" or not row.audio_path:
-        raise ConflictError(f"generation {row.id} {row.status}: {row.error or 'no audio'}")
-    services = request.app.state.services
-    return Response(
-        services.blobs.read_bytes(row.audio_path),
-        media_type="audio/wav",
-        headers={"X-Generation-ID": row.id},
-    )
 
 
 @router.get(
@@ -222,6 +203,22 @@ async def retry_generation(
     """Re-run a failed generation in the same row (same id), as Voicebox does."""
     service = generation_service(request)
     row = await anyio.to_thread.run_sync(service.retry, generation_id)
+    if wait:
+        row = await service.wait_async(row.id, timeout=service.settings.job_timeout_seconds)
+        _raise_volume_fault(row)
+    return GenerationResponse.from_row(row)
+
+
+@router.post("/generate/{generation_id}/regenerate", response_model=GenerationResponse)
+async def regenerate_generation(
+    generation_id: str,
+    request: Request,
+    wait: bool = Query(False),
+) -> GenerationResponse:
+    """A new take of a completed generation, saved as a new version that becomes the default (upstream's
+    regenerate); the row is ``generating`` until it is done and keeps its current audio meanwhile."""
+    service = generation_service(request)
+    row = await anyio.to_thread.run_sync(service.regenerate, generation_id)
     if wait:
         row = await service.wait_async(row.id, timeout=service.settings.job_timeout_seconds)
         _raise_volume_fault(row)

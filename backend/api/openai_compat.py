@@ -7,18 +7,26 @@ OpenAI's shape; ``backend/services/speech.py`` does the work and the decisions (
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from backend.api.deps import file_answer
+from backend.api.streaming import (
+    RETRY_AFTER_SECONDS,
+    audio_bytes,
+    first_item,
+    stream_encoder,
+    stream_headers,
+)
 from backend.schemas import LANGUAGE_PATTERN, UtcDatetime
 from backend.services.speech import (
     MAX_INPUT_CHARS,
@@ -28,6 +36,7 @@ from backend.services.speech import (
     SpeechRequest,
     SpeechService,
 )
+from backend.services.streaming import AudioStream, StreamEnd, StreamsBusyError
 
 #: OpenAI's error ``type`` by status (the SDKs pick their exception class from the status alone)
 _ERROR_TYPES = {
@@ -190,17 +199,25 @@ def speech_service(request: Request) -> SpeechService:
 @router.post(
     "/audio/speech",
     response_class=Response,
-    responses=file_answer(*SPEECH_TYPES, description="the audio"),
+    responses=file_answer(*SPEECH_TYPES, "text/event-stream", description="the audio"),
 )
-def create_speech(
+async def create_speech(
     body: SpeechBody,
     request: Request,
     x_request_id: str | None = Header(default=None, max_length=128),
 ) -> Response:
-    """Generate speech and answer the audio bytes (a history row is stored, as for ``/generate``)."""
+    """Generate speech and answer the audio bytes (a history row is stored, as for ``/generate``).
+
+    ``stream_format`` ``audio`` streams the bytes as they are generated (chunked transfer), ``sse`` sends
+    ``speech.audio.delta`` events with base64 audio and then ``speech.audio.done``; without it the answer is
+    the whole file.
+    """
+    # an empty X-Request-ID is no id (it would collide with every other empty one)
+    speech = body.to_request(x_request_id or None)
+    if speech.stream_format is not None:
+        return await _stream_speech(speech, request)
     try:
-        # an empty X-Request-ID is no id (it would collide with every other empty one)
-        result = speech_service(request).synthesize(body.to_request(x_request_id or None))
+        result = await run_in_threadpool(speech_service(request).synthesize, speech)
     except SpeechFailedError as err:
         raise HTTPException(
             _FAILED_STATUS.get(err.kind, 500),
@@ -212,6 +229,66 @@ def create_speech(
         media_type=result.content_type,
         headers={"X-Generation-ID": result.generation_id, "X-Voicebox-Model": result.model},
     )
+
+
+async def _stream_speech(speech: SpeechRequest, request: Request) -> Response:
+    service = speech_service(request)
+    service.check_request(speech)  # a format that cannot stream is a 400 before anything starts
+    encoder = stream_encoder(speech.response_format)
+    try:
+        stream, model = await run_in_threadpool(service.open_stream, speech)
+    except StreamsBusyError as err:
+        raise HTTPException(
+            429,
+            err.message,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS), "x-should-retry": "false"},
+        ) from None
+    try:
+        first = await first_item(stream, request)
+    except BaseException:
+        stream.close("the client went away before the first audio")
+        raise
+    if isinstance(first, StreamEnd) and first.status != "completed":
+        raise HTTPException(
+            _FAILED_STATUS.get(first.status, 500),
+            f"generation {stream.generation_id} {first.status}: {first.error}",
+            headers={"X-Generation-ID": stream.generation_id or "", "x-should-retry": "false"},
+        )
+    headers = stream_headers(stream, f"speech.{speech.response_format}")
+    headers["X-Voicebox-Model"] = model
+    chunks = audio_bytes(stream, encoder, request, first)
+    if speech.stream_format == "sse":
+        headers.pop("Content-Disposition")
+        return StreamingResponse(
+            _sse_events(chunks, stream, len(speech.input)),
+            media_type="text/event-stream",
+            headers=headers,
+        )
+    return StreamingResponse(chunks, media_type=encoder.content_type, headers=headers)
+
+
+#: Qwen3-TTS's codec makes 12.5 frames a second: the "output tokens" of a speech stream's usage
+CODEC_FRAMES_PER_SECOND = 12.5
+
+
+async def _sse_events(chunks: Any, stream: AudioStream, input_chars: int) -> Any:
+    """OpenAI's speech SSE: ``speech.audio.delta`` (base64 of the encoded bytes), then ``speech.audio.done``
+    with ``usage`` (input: characters, output: codec frames); an ``error`` event if the synthesis failed."""
+    async for data in chunks:
+        event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
+        yield f"data: {json.dumps(event)}\n\n"
+    end = stream.end_state
+    if end is not None and end.status != "completed":
+        error = {"message": f"generation {stream.generation_id} {end.status}: {end.error}"}
+        yield f"data: {json.dumps({'type': 'error', 'error': error})}\n\n"
+        return
+    frames = round(stream.samples_pushed / stream.sample_rate * CODEC_FRAMES_PER_SECOND)
+    usage = {
+        "input_tokens": input_chars,
+        "output_tokens": frames,
+        "total_tokens": input_chars + frames,
+    }
+    yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n"
 
 
 @router.get("/audio/voices", response_model=VoiceList)

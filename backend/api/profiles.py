@@ -32,7 +32,6 @@ from backend.schemas import (
     VoiceProfileResponse,
 )
 from backend.services.container import Services
-from backend.services.errors import ValidationError
 from backend.services.profiles import MAX_AVATAR_BYTES, ProfileInfo
 
 router = APIRouter(tags=["profiles"])
@@ -87,14 +86,9 @@ class ProfileEffectsUpdate(BaseModel):
 def update_profile_effects(
     profile_id: str, data: ProfileEffectsUpdate, services: Services = Depends(get_services)
 ) -> VoiceProfileResponse:
-    """Voicebox's profile effects: an empty chain (no effects) is what this server has; any effect is a 400."""
-    profile = services.profiles.get_profile(profile_id)
-    if any(effect.get("enabled", True) for effect in data.effects_chain or []):
-        raise ValidationError(
-            "effects_chain is not supported: this server applies no audio effects; "
-            "send null or an empty chain"
-        )
-    return _profile(profile)
+    """Voicebox's profile effects: the chain every new generation of this profile gets (null: none)."""
+    services.effects.set_profile_chain(profile_id, data.effects_chain)
+    return _profile(services.profiles.get_profile(profile_id))
 
 
 @router.put("/profiles/{profile_id}", response_model=VoiceProfileResponse)

@@ -28,9 +28,6 @@ STATUS_NOT_AVAILABLE = 400
 
 LLM = "it needs a language model (Qwen3 LLM), which this server does not run"
 CAPTURES = "dictation and captures need the desktop app's local recorder and a language model"
-EFFECTS = "this server applies no audio effects"
-VERSIONS = "generations have one take here (no versions)"
-STORIES = "stories are not stored by this server"
 MCP = "this server has no MCP endpoint"
 GPU_BACKEND = (
     "GPU backends are part of the server image here (CUDA on RunPod); there is nothing to download"
@@ -46,7 +43,7 @@ class Unavailable:
     """One route: ``kind`` is ``json`` (a fixed 200 answer), ``refuse`` (400 + reason) or ``sse``."""
 
     method: str
-    path: str  # FastAPI template, e.g. /stories/{story_id}
+    path: str  # FastAPI template, e.g. /captures/{capture_id}
     kind: str
     reason: str
     body: Callable[[dict[str, str]], Any] | None = None
@@ -57,7 +54,7 @@ class Unavailable:
 
 
 def _now() -> str:
-    return datetime.now(UTC).replace(tzinfo=None).isoformat()
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _readiness(_: dict[str, str]) -> dict[str, Any]:
@@ -130,8 +127,6 @@ def _const(value: Any) -> Callable[[dict[str, str]], Any]:
 
 
 UNAVAILABLE: tuple[Unavailable, ...] = (
-    # audio versions
-    Unavailable("GET", "/audio/version/{version_id}", "refuse", VERSIONS),
     # captures / dictation
     Unavailable("POST", "/captures", "refuse", CAPTURES),
     Unavailable("GET", "/captures", "json", CAPTURES, _const({"items": [], "total": 0})),
@@ -152,21 +147,6 @@ UNAVAILABLE: tuple[Unavailable, ...] = (
     Unavailable("POST", "/backend/download-rocm", "refuse", GPU_BACKEND),
     Unavailable("DELETE", "/backend/rocm", "refuse", GPU_BACKEND),
     Unavailable("GET", "/backend/rocm-progress", "sse", GPU_BACKEND),
-    # effects and versions
-    Unavailable("POST", "/effects/preview/{generation_id}", "refuse", EFFECTS),
-    Unavailable("GET", "/effects/available", "json", EFFECTS, _const({"effects": []})),
-    Unavailable("GET", "/effects/presets", "json", EFFECTS, _const([])),
-    Unavailable("GET", "/effects/presets/{preset_id}", "refuse", EFFECTS),
-    Unavailable("POST", "/effects/presets", "refuse", EFFECTS),
-    Unavailable("PUT", "/effects/presets/{preset_id}", "refuse", EFFECTS),
-    Unavailable("DELETE", "/effects/presets/{preset_id}", "refuse", EFFECTS),
-    Unavailable("GET", "/generations/{generation_id}/versions", "json", VERSIONS, _const([])),
-    Unavailable("POST", "/generations/{generation_id}/versions/apply-effects", "refuse", EFFECTS),
-    Unavailable(
-        "PUT", "/generations/{generation_id}/versions/{version_id}/set-default", "refuse", VERSIONS
-    ),
-    Unavailable("DELETE", "/generations/{generation_id}/versions/{version_id}", "refuse", VERSIONS),
-    Unavailable("POST", "/generate/{generation_id}/regenerate", "refuse", VERSIONS),
     Unavailable("POST", "/generate/import", "refuse", IMPORT_AUDIO),
     # agents: speak, MCP, LLM
     Unavailable("GET", "/events/speak", "sse", MCP),
@@ -197,23 +177,6 @@ UNAVAILABLE: tuple[Unavailable, ...] = (
     ),
     Unavailable("POST", "/models/migrate", "refuse", MIGRATE),
     Unavailable("GET", "/models/migrate/progress", "sse", MIGRATE),
-    # stories
-    Unavailable("GET", "/stories", "json", STORIES, _const([])),
-    Unavailable("POST", "/stories", "refuse", STORIES),
-    Unavailable("GET", "/stories/{story_id}", "refuse", STORIES),
-    Unavailable("PUT", "/stories/{story_id}", "refuse", STORIES),
-    Unavailable("DELETE", "/stories/{story_id}", "refuse", STORIES),
-    Unavailable("POST", "/stories/{story_id}/items", "refuse", STORIES),
-    Unavailable("DELETE", "/stories/{story_id}/items/{item_id}", "refuse", STORIES),
-    Unavailable("PUT", "/stories/{story_id}/items/times", "refuse", STORIES),
-    Unavailable("PUT", "/stories/{story_id}/items/reorder", "refuse", STORIES),
-    Unavailable("PUT", "/stories/{story_id}/items/{item_id}/move", "refuse", STORIES),
-    Unavailable("PUT", "/stories/{story_id}/items/{item_id}/trim", "refuse", STORIES),
-    Unavailable("PUT", "/stories/{story_id}/items/{item_id}/volume", "refuse", STORIES),
-    Unavailable("POST", "/stories/{story_id}/items/{item_id}/split", "refuse", STORIES),
-    Unavailable("POST", "/stories/{story_id}/items/{item_id}/duplicate", "refuse", STORIES),
-    Unavailable("PUT", "/stories/{story_id}/items/{item_id}/version", "refuse", STORIES),
-    Unavailable("GET", "/stories/{story_id}/export-audio", "refuse", STORIES),
 )
 
 #: the retry delay (ms) sent on the speak stream, so EventSource does not reconnect every 3 s
@@ -262,6 +225,16 @@ def _endpoint(route: Unavailable) -> Callable[..., Response]:
     return answer
 
 
+#: the spec of an event-stream answer (its content type is not JSON)
+_SSE_RESPONSE: dict[int | str, Any] = {
+    200: {
+        "description": "one final server-sent event",
+        # each event's data is one JSON object (the app's progress fields)
+        "content": {"text/event-stream": {"schema": {"type": "object"}}},
+    }
+}
+
+
 def build_router() -> APIRouter:
     router = APIRouter(tags=["not available here"])
     for route in UNAVAILABLE:
@@ -273,6 +246,7 @@ def build_router() -> APIRouter:
             status_code=status,
             summary=f"not available here: {route.reason}",
             name=f"unavailable {route.method} {route.path}",
+            responses=_SSE_RESPONSE if route.kind == "sse" else None,
         )
     return router
 

@@ -46,6 +46,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backend.client.bridge_local import LocalBridge
+from backend.client.bridge_stream import install_stream_routes
 from backend.client.client import Answer, VoiceboxClient
 from backend.client.errors import (
     AuthError,
@@ -238,6 +239,8 @@ def create_bridge_app(
                 delay = min(delay * 1.5, 5.0)
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    install_stream_routes(app, client, error_response)  # POST /generate/stream: bridge_stream.py
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def forward(request: Request, path: str) -> Response:

@@ -67,6 +67,14 @@ def _common() -> argparse.ArgumentParser:
         "--env-file", help="read RUNPOD_API_KEY etc. from this file (default ./.env)"
     )
     parent.add_argument(
+        "--local",
+        nargs="?",
+        const="http://127.0.0.1:8000",
+        metavar="URL",
+        help="use the local worker of scripts/run-local.sh instead of RunPod "
+        "(default URL http://127.0.0.1:8000; or set VOICEBOX_LOCAL_URL)",
+    )
+    parent.add_argument(
         "--timeout", type=float, default=900.0, help="seconds to wait for a job (default 900)"
     )
     parent.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -79,6 +87,7 @@ def make_client(args: argparse.Namespace) -> VoiceboxClient:
         getattr(args, "endpoint", None),
         api_base=getattr(args, "api_base", None),
         env_file=getattr(args, "env_file", None),
+        local_url=getattr(args, "local", None),
         timeout=getattr(args, "timeout", 900.0),
     )
 
@@ -146,6 +155,8 @@ def cmd_say(args: argparse.Namespace, client: VoiceboxClient) -> int:
         options["model_size"] = args.model_size
     if args.instruct:
         options["instruct"] = args.instruct
+    if args.stream:
+        return _say_stream(args, client, text, options)
     mode = "async" if args.use_async else None
     started = time.monotonic()
     path = client.generate(
@@ -165,6 +176,61 @@ def cmd_say(args: argparse.Namespace, client: VoiceboxClient) -> int:
         {"output": str(path), "bytes": size, "seconds": round(elapsed, 2)},
         f"wrote {path} ({size} bytes) in {elapsed:.1f}s",
     )
+    return EXIT_OK
+
+
+def _say_stream(
+    args: argparse.Namespace, client: VoiceboxClient, text: str, options: dict[str, Any]
+) -> int:
+    """``say --stream``: write (or pipe, with ``-o -``) each chunk as the worker sends it.
+
+    A file is written to ``<output>.part`` and renamed when the stream is complete, so a cut stream never
+    leaves a file that looks whole; stdout gets the bytes at once (``| aplay``, ``| ffplay -``).
+    """
+    started = time.monotonic()
+    stream = client.generate_stream(
+        text,
+        profile=args.profile,
+        format=args.format,
+        persist=not args.no_persist,
+        language=args.language,
+        seed=args.seed,
+        **options,
+    )
+    to_stdout = args.output == "-"
+    target = Path(args.output)
+    part = target.with_name(target.name + ".part")
+    size = 0
+    first: float | None = None
+    sink = sys.stdout.buffer if to_stdout else part.open("wb")
+    try:
+        for chunk in stream:
+            if first is None:
+                first = time.monotonic() - started
+            sink.write(chunk)
+            sink.flush()
+            size += len(chunk)
+    finally:
+        if not to_stdout:
+            sink.close()
+    if not to_stdout:
+        part.replace(target)
+    elapsed = time.monotonic() - started
+    where = "stdout" if to_stdout else str(target)
+    report = {
+        "output": where,
+        "bytes": size,
+        "seconds": round(elapsed, 2),
+        "first_audio_seconds": None if first is None else round(first, 2),
+        "job_id": stream.job_id,
+        "generation_id": stream.headers.get("x-generation-id"),
+    }
+    message = f"wrote {where} ({size} bytes) in {elapsed:.1f}s, first audio after {first or 0:.1f}s"
+    if to_stdout:  # stdout carries the audio: the report goes to stderr
+        if not args.quiet:
+            print(json.dumps(report, sort_keys=True) if args.json else message, file=sys.stderr)
+    else:
+        _emit(args, report, message)
     return EXIT_OK
 
 
@@ -218,7 +284,12 @@ def cmd_bridge(args: argparse.Namespace, client: VoiceboxClient) -> int:
             file=sys.stderr,
         )
     print(
-        f"bridge: http://{args.host}:{args.port} -> RunPod endpoint {client.endpoint_id}",
+        f"bridge: http://{args.host}:{args.port} -> "
+        + (
+            f"local worker {client.config.api_base}"
+            if client.config.local
+            else f"RunPod endpoint {client.endpoint_id}"
+        ),
         file=sys.stderr,
     )
     token_file = getattr(args, "token_file", None)
@@ -261,7 +332,12 @@ def add_commands(subparsers: Any) -> None:
     say = leaf(sub, "say", cmd_say, "generate speech into a file")
     say.add_argument("text", help='text to speak, or "-" to read stdin')
     say.add_argument("--profile", required=True, help="profile name or id")
-    say.add_argument("-o", "--output", required=True, help="where to write the audio")
+    say.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help='where to write the audio ("-": stdout, with --stream)',
+    )
     say.add_argument("--language")
     say.add_argument("--seed", type=int)
     say.add_argument("--model-size")
@@ -272,6 +348,15 @@ def add_commands(subparsers: Any) -> None:
         action="store_true",
         help="submit with /run and poll (automatic for long texts)",
     )
+    say.add_argument(
+        "--stream",
+        action="store_true",
+        help="write the audio as it is generated (RunPod /stream); -o - pipes it to stdout",
+    )
+    say.add_argument(
+        "--format", default="wav", choices=["wav", "pcm", "mp3", "opus"], help="with --stream"
+    )
+    say.add_argument("--no-persist", action="store_true", help="with --stream: keep no history row")
 
     imp = leaf(sub, "import", cmd_import, "import a profile bundle (zip)")
     imp.add_argument("file", nargs="?", help="bundle to upload in the job")
@@ -310,7 +395,10 @@ def add_commands(subparsers: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Standalone entry (``python -m backend.client``) with the same commands."""
+    from backend import __version__
+
     parser = argparse.ArgumentParser(prog="voicebox-worker")
+    parser.add_argument("--version", action="version", version=f"voicebox-worker {__version__}")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parse_args(parser, argv)
     return int(args.handler(args))

@@ -1,7 +1,7 @@
 """Python client for a deployed voicebox-worker RunPod endpoint.
 
 Why this exists: every request to the worker is a RunPod job wrapping one Voicebox HTTP request in
-an envelope (DESIGN §8). Doing that by hand means base64 for uploads and audio, choosing
+an envelope (`docs/serverless.md`). Doing that by hand means base64 for uploads and audio, choosing
 ``/runsync`` or ``/run``, polling ``/status`` and telling RunPod's failure states apart. This module
 does all of it behind Voicebox-shaped methods.
 
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
@@ -46,6 +46,9 @@ from backend.client.errors import (
     ResultOnVolume,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from backend.client.stream import RemoteStream
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
 # RunPod's documented request caps (send-requests / operation-reference). Decimal MB: the docs do
@@ -140,11 +143,17 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     return values
 
 
+#: the RunPod SDK's local test API (``scripts/run-local.sh``): ``/run``, ``/runsync`` and ``/status/{id}`` at
+#: its root, no endpoint id in the path, no API key
+LOCAL_ENDPOINT_ID = "local"
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     api_key: str
     endpoint_id: str
     api_base: str
+    local: bool = False
 
 
 def resolve_config(
@@ -154,8 +163,13 @@ def resolve_config(
     api_base: str | None = None,
     env: Mapping[str, str] | None = None,
     env_file: str | os.PathLike[str] | None = None,
+    local_url: str | None = None,
 ) -> ClientConfig:
-    """Arguments first, then the environment, then ``.env`` (``env_file`` or ``./.env``)."""
+    """Arguments first, then the environment, then ``.env`` (``env_file`` or ``./.env``).
+
+    ``local_url`` (or ``VOICEBOX_LOCAL_URL``) selects the RunPod SDK's local test API instead of RunPod: the
+    worker of ``scripts/run-local.sh`` at ``http://127.0.0.1:8000``; no key or endpoint id is needed.
+    """
     environ = dict(os.environ if env is None else env)
     file_values = read_env_file(env_file if env_file is not None else Path.cwd() / ".env")
 
@@ -167,6 +181,14 @@ def resolve_config(
                     return value
         return None
 
+    local = local_url or pick("VOICEBOX_LOCAL_URL")
+    if local:
+        return ClientConfig(
+            api_key=api_key or "local",
+            endpoint_id=LOCAL_ENDPOINT_ID,
+            api_base=local.rstrip("/"),
+            local=True,
+        )
     key = api_key or pick("RUNPOD_API_KEY")
     endpoint = endpoint_id or pick("VOICEBOX_ENDPOINT_ID", "RUNPOD_ENDPOINT_ID")
     base = api_base or pick("RUNPOD_API_BASE") or DEFAULT_API_BASE
@@ -279,6 +301,7 @@ class VoiceboxClient:
         api_base: str | None = None,
         env: Mapping[str, str] | None = None,
         env_file: str | os.PathLike[str] | None = None,
+        local_url: str | None = None,
         timeout: float = 900.0,
         runsync_wait: float = 60.0,
         poll_initial: float = 0.5,
@@ -295,7 +318,12 @@ class VoiceboxClient:
         )  # runpod imports slowly; only pay when a client is made
 
         self.config = resolve_config(
-            endpoint_id=endpoint_id, api_key=api_key, api_base=api_base, env=env, env_file=env_file
+            endpoint_id=endpoint_id,
+            api_key=api_key,
+            api_base=api_base,
+            env=env,
+            env_file=env_file,
+            local_url=local_url,
         )
         self.endpoint_id = self.config.endpoint_id
         self._endpoint = Endpoint(self.endpoint_id, api_key=self.config.api_key)
@@ -319,6 +347,10 @@ class VoiceboxClient:
         )
 
     # ---------------------------------------------------------------- RunPod REST
+
+    def _route(self, action: str) -> str:
+        """``<endpoint>/<action>`` on RunPod; ``<action>`` at the root of the SDK's local test API."""
+        return action if self.config.local else f"{self.endpoint_id}/{action}"
 
     def _rest(
         self, method: str, route: str, data: Any = None, *, timeout: float | None = None
@@ -351,6 +383,11 @@ class VoiceboxClient:
         request: dict[str, Any] = {"input": dict(envelope)}
         if policy:
             request["policy"] = dict(policy)
+        if self.config.local:
+            answer = self._rest("POST", self._route("run"), request)
+            if not isinstance(answer, dict) or "id" not in answer:
+                raise TransportError(f"local API POST /run: unexpected answer {answer!r}")
+            return str(answer["id"])
         try:
             job = self._endpoint.run(request)
         except RuntimeError as exc:
@@ -372,7 +409,9 @@ class VoiceboxClient:
         ``ResultExpired``.
         """
         try:
-            state = self._rest("GET", f"{self.endpoint_id}/status/{job_id}")
+            # the SDK's local test API answers /status only to POST
+            method = "POST" if self.config.local else "GET"
+            state = self._rest(method, self._route(f"status/{job_id}"))
         except TransportError as exc:
             if exc.status_code == 404:
                 raise ResultExpired(
@@ -387,7 +426,7 @@ class VoiceboxClient:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Ask RunPod to cancel a queued or running job."""
-        return self._rest("POST", f"{self.endpoint_id}/cancel/{job_id}")
+        return self._rest("POST", self._route(f"cancel/{job_id}"))
 
     def wait(
         self,
@@ -497,7 +536,7 @@ class VoiceboxClient:
         wait_s = max(1.0, min(self.runsync_wait, total))
         answer = self._rest(
             "POST",
-            f"{self.endpoint_id}/runsync?wait={int(wait_s * 1000)}",
+            self._route(f"runsync?wait={int(wait_s * 1000)}"),
             request,
             timeout=wait_s + self.request_timeout,
         )
@@ -527,7 +566,7 @@ class VoiceboxClient:
         inline_audio: bool | None = None,
         inline_only: bool | None = None,
     ) -> dict[str, Any]:
-        """The job input for one HTTP request (DESIGN §8); empty parts are left out."""
+        """The job input for one HTTP request (`docs/serverless.md`); empty parts are left out."""
         if not path.startswith("/") or path.startswith("//"):
             raise ValueError(f"path must be an origin-form path such as /profiles, not {path!r}")
         envelope: dict[str, Any] = {"method": method.upper(), "path": path}
@@ -548,7 +587,15 @@ class VoiceboxClient:
         return envelope
 
     def decode_output(self, output: Any, *, job_id: str | None = None) -> Answer:
-        """Turn a job output into an ``Answer`` (binary decoded, spill described, JSON as is)."""
+        """Turn a job output into an ``Answer`` (binary decoded, spill described, JSON as is).
+
+        A worker with a generator handler (``VOICEBOX_STREAM_JOBS``) answers a list: ``[answer]``, or the
+        chunks of a stream job, joined here into one binary answer.
+        """
+        if isinstance(output, list):
+            from backend.client.stream import aggregate_answer
+
+            output = aggregate_answer(output)
         if not isinstance(output, dict):
             raise ProtocolError(f"job {job_id}: output is not an envelope answer: {output!r:.200}")
         if "error" in output and "status_code" not in output:
@@ -883,6 +930,46 @@ class VoiceboxClient:
         target = Path(output)
         target.write_bytes(audio)
         return target
+
+    def stream(
+        self,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> RemoteStream:
+        """Start a stream job (``POST /generate/stream`` or ``/v1/audio/speech``) and return it opened:
+        iterate it for the audio bytes as they arrive; a refused request raises ``RemoteError`` here."""
+        from backend.client.stream import RemoteStream
+
+        envelope = self.build_envelope(
+            "POST", path, body=dict(body or {}), params=params, headers=headers
+        )
+        return RemoteStream(self, envelope, timeout=timeout).open()
+
+    def generate_stream(
+        self,
+        text: str,
+        *,
+        profile: str | Mapping[str, Any],
+        format: str = "wav",  # noqa: A002 - the route's query parameter
+        persist: bool = True,
+        language: str | None = None,
+        seed: int | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> RemoteStream:
+        """Speak ``text`` as a stream: ``for chunk in vb.generate_stream(...)`` gets the audio as it is made
+        (``format`` wav, pcm, mp3 or opus; ``persist=False`` keeps no history row)."""
+        body: dict[str, Any] = {"profile_id": self._profile_id(profile), "text": text, **options}
+        if language is not None:
+            body["language"] = language
+        if seed is not None:
+            body["seed"] = seed
+        params = {"format": format, "persist": "true" if persist else "false"}
+        return self.stream("/generate/stream", body=body, params=params, timeout=timeout)
 
     def _wait_generation(
         self,

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 BACKUP_GLOB = "voicebox-*.db"
 STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
+#: how much of a stamp names its hour ("20261129T04") and its day ("20261129")
+HOUR_PREFIX = len("YYYYmmddTHH")
+DAY_PREFIX = len("YYYYmmdd")
 LIBRARY_TABLES = ("profiles", "profile_samples", "generations")
 #: the folders whose files are the library itself: any file there means the volume is not new
 LIBRARY_DIRS = ("profiles", "generations")
@@ -205,7 +208,11 @@ def rotate(settings: Settings) -> list[str]:
     """
     backups = list_backups(settings)
     keep = set(backups[: settings.backups_keep])
-    for width, count in ((13, settings.backups_hourly), (8, settings.backups_daily)):
+    # bucket keys are prefixes of the stamp: "YYYYmmddTHH" (11 characters) is the hour, "YYYYmmdd" the day
+    for width, count in (
+        (HOUR_PREFIX, settings.backups_hourly),
+        (DAY_PREFIX, settings.backups_daily),
+    ):
         buckets: set[str] = set()
         for path in backups:
             taken = backup_time(path)

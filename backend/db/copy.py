@@ -93,17 +93,27 @@ def digests(conn: Connection) -> dict[str, TableDigest]:
     return {table.name: table_digest(conn, table) for table in library_tables()}
 
 
-#: the tables whose rows make a library: a target holding any of them is "non-empty" (the seeded default
-#: channel and settings row of a freshly migrated database do not count)
-LIBRARY_TABLES = ("profiles", "profile_samples", "generations")
+#: the tables whose rows make a library: a target holding any of them, or a preset of its own, is "non-empty"
+#: (the seeded default channel, settings row and built-in effect presets of a fresh database do not count)
+LIBRARY_TABLES = (
+    "profiles",
+    "profile_samples",
+    "generations",
+    "generation_versions",
+    "stories",
+    "story_items",
+)
 
 
 def library_rows(conn: Connection) -> int:
     tables = {t.name: t for t in library_tables()}
-    return sum(
+    rows = sum(
         int(conn.execute(select(func.count()).select_from(tables[name])).scalar() or 0)
         for name in LIBRARY_TABLES
     )
+    presets = tables["effect_presets"]
+    own = select(func.count()).select_from(presets).where(presets.c.is_builtin.is_(False))
+    return rows + int(conn.execute(own).scalar() or 0)
 
 
 def copy_rows(

@@ -55,6 +55,8 @@ class Profile(Base):
     avatar_path: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    #: JSON list of effects applied to every new generation of this profile (``0004``; upstream's column)
+    effects_chain: Mapped[str | None] = mapped_column(Text)
 
     samples: Mapped[list[ProfileSample]] = relationship(
         back_populates="profile",
@@ -120,6 +122,14 @@ class Generation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
+    versions: Mapped[list[GenerationVersion]] = relationship(
+        back_populates="generation",
+        order_by="(GenerationVersion.created_at, GenerationVersion.id)",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="selectin",
+    )
+
     __table_args__ = (
         Index("ix_generations_profile_created", "profile_id", "created_at"),
         Index("ix_generations_created", "created_at"),
@@ -181,3 +191,94 @@ class GenerationSettingsRow(Base):
     normalize_audio: Mapped[bool] = mapped_column(Boolean, default=True)
     autoplay_on_generate: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class GenerationVersion(Base):
+    """One audio version of a generation (``0004``, upstream's table): the clean original, an effects-processed
+    copy, or another take. Exactly one per generation is ``is_default``, and ``generations.audio_path`` is always
+    that version's file, so every reader that knows only the generation keeps working.
+
+    ``text``/``language``/``instruct``/``seed`` are upstream's per-take overrides (NULL: same as the generation).
+    """
+
+    __tablename__ = "generation_versions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    generation_id: Mapped[str] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(200))
+    audio_path: Mapped[str] = mapped_column(String(500))
+    effects_chain: Mapped[str | None] = mapped_column(Text)
+    source_version_id: Mapped[str | None] = mapped_column(String(36))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    text: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(10))
+    instruct: Mapped[str | None] = mapped_column(Text)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    generation: Mapped[Generation] = relationship(back_populates="versions")
+
+
+class EffectPreset(Base):
+    """A named effects chain (``0004``): the built-in ones are seeded by the migration, users add their own."""
+
+    __tablename__ = "effect_presets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    effects_chain: Mapped[str] = mapped_column(Text)
+    is_builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    sort_order: Mapped[int] = mapped_column(Integer, default=100)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Story(Base):
+    """A timeline of generations (``0004``, upstream's stories)."""
+
+    __tablename__ = "stories"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    items: Mapped[list[StoryItem]] = relationship(
+        order_by="(StoryItem.start_time_ms, StoryItem.id)",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="selectin",
+    )
+
+
+class StoryItem(Base):
+    """One clip of a story: a generation at a time on a track, trimmed, at a volume, maybe pinned to a version.
+
+    A pin whose version is deleted goes NULL (the clip then plays the generation's default version, upstream's
+    rule); deleting the generation removes its clips.
+    """
+
+    __tablename__ = "story_items"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    story_id: Mapped[str] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"))
+    generation_id: Mapped[str] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    version_id: Mapped[str | None] = mapped_column(
+        ForeignKey("generation_versions.id", ondelete="SET NULL"), nullable=True
+    )
+    start_time_ms: Mapped[int] = mapped_column(Integer, default=0)
+    track: Mapped[int] = mapped_column(Integer, default=0)
+    trim_start_ms: Mapped[int] = mapped_column(Integer, default=0)
+    trim_end_ms: Mapped[int] = mapped_column(Integer, default=0)
+    volume: Mapped[float] = mapped_column(Float, default=1.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    generation: Mapped[Generation] = relationship(lazy="selectin")
+
+    __table_args__ = (Index("ix_story_items_story_start", "story_id", "start_time_ms"),)

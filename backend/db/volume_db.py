@@ -1,6 +1,6 @@
 """The SQLite database on a shared network volume: the "leased snapshot swap".
 
-Why this shape (DESIGN §4, ``reference/notes/persistence.md``): on a FUSE network volume SQLite's own locks and
+Why this shape (``docs/architecture.md``, "The database on a shared volume"): on a FUSE network volume SQLite's own locks and
 page cache cannot be trusted across workers — measured, that lost committed rows silently. So SQLite never opens
 the shared file. Each worker keeps a local copy and reads from it; a write takes a cross-worker lease, pulls the
 shared file if it changed, runs the transaction on a private work copy, checks the fence (lease still ours, shared

@@ -8,6 +8,7 @@ as safetensors and load it back without unpickling anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -72,6 +73,26 @@ class TTSEngine(Protocol):
         instruct: str | None,
     ) -> np.ndarray:
         """Synthesize ``text`` in the prompt's voice: float32 mono at ``sample_rate``."""
+        ...
+
+
+@runtime_checkable
+class IncrementalTTSEngine(TTSEngine, Protocol):
+    """A TTS engine that can hand out a chunk's audio while it is still generating it (streams only)."""
+
+    def generate_incremental(
+        self,
+        text: str,
+        prompt: VoicePrompt,
+        *,
+        language: str | None,
+        seed: int | None,
+        instruct: str | None,
+        every_frames: int,
+        emit: Callable[[np.ndarray], None],
+    ) -> np.ndarray:
+        """``generate`` that calls ``emit`` with the new samples every ``every_frames`` codec frames; returns
+        everything emitted, joined. ``emit`` may raise to stop the generation."""
         ...
 
 

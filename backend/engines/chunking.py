@@ -92,26 +92,95 @@ def split_text(text: str, max_chars: int = 800) -> list[str]:
     return chunks
 
 
+class CrossfadeJoiner:
+    """``crossfade_join`` one part at a time: ``push`` returns the samples that are final now.
+
+    Why: a stream must send audio as each chunk is generated, yet be sample-identical to the joined output.
+    Only the tail a later crossfade could still change is held back: at most ``crossfade_ms`` (and never more
+    than half of the audio so far), exactly what ``crossfade_join`` would mix with the next part. The pieces
+    ``push`` and ``finish`` return, concatenated, are ``crossfade_join(parts)`` sample for sample.
+    """
+
+    def __init__(self, sample_rate: int, crossfade_ms: float = 50) -> None:
+        self.fade = max(0, int(sample_rate * crossfade_ms / 1000))
+        self._held = np.zeros(0, dtype=np.float32)  # the tail not yet final
+        self._total = 0  # samples of the joined output so far (sent + held)
+        self._head: np.ndarray | None = None  # the start of a part arriving in pieces (``feed``)
+
+    def push(self, part: np.ndarray | None) -> np.ndarray:
+        """Add the next part; returns the samples that no later part can change any more."""
+        if part is None:
+            return np.zeros(0, dtype=np.float32)
+        nxt = np.asarray(part, dtype=np.float32).reshape(-1)
+        if not nxt.size:
+            return np.zeros(0, dtype=np.float32)
+        if self._total == 0:
+            joined = nxt
+        else:
+            n = min(self.fade, self._total // 2, nxt.size // 2)
+            if n <= 0:
+                joined = np.concatenate([self._held, nxt])
+            else:
+                ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
+                mixed = self._held[-n:] * (1.0 - ramp) + nxt[:n] * ramp
+                joined = np.concatenate([self._held[:-n], mixed, nxt[n:]])
+        self._total += nxt.size - (self._held.size + nxt.size - joined.size)
+        # the next crossfade mixes at most min(fade, total // 2) samples of the output's end
+        keep = min(self.fade, self._total // 2, joined.size)
+        ready, self._held = joined[: joined.size - keep], joined[joined.size - keep :]
+        return ready.astype(np.float32, copy=False)
+
+    def feed(self, samples: np.ndarray) -> np.ndarray:
+        """Continue the current part with ``samples`` (a part that arrives in pieces); returns what is final.
+
+        The crossfade at the part's start needs to know how many samples to mix, which depends on the part's
+        length only while it is shorter than two fades: its start is held until it is longer than that (or
+        ``close_part`` says it ended). ``feed`` + ``close_part`` give exactly what one ``push`` of the whole
+        part gives.
+        """
+        nxt = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if self._head is not None:  # the part's start is still waiting for its crossfade
+            self._head = np.concatenate([self._head, nxt])
+            if self._head.size < 2 * self.fade:
+                return np.zeros(0, dtype=np.float32)
+            head, self._head = self._head, None
+            return self.push(head)
+        if not nxt.size:
+            return np.zeros(0, dtype=np.float32)
+        if self._total == 0:
+            self._head = nxt
+            return self.feed(np.zeros(0, dtype=np.float32))
+        joined = np.concatenate([self._held, nxt])
+        self._total += nxt.size
+        keep = min(self.fade, self._total // 2, joined.size)
+        ready, self._held = joined[: joined.size - keep], joined[joined.size - keep :]
+        return ready.astype(np.float32, copy=False)
+
+    def open_part(self) -> None:
+        """A new part starts; its samples come through ``feed``."""
+        self._head = np.zeros(0, dtype=np.float32)
+
+    def close_part(self) -> np.ndarray:
+        """The current part ended (a short part's start is joined now that its length is known)."""
+        head, self._head = self._head, None
+        return self.push(head) if head is not None else np.zeros(0, dtype=np.float32)
+
+    def finish(self) -> np.ndarray:
+        """The held tail: nothing follows it."""
+        tail, self._held = self._held, np.zeros(0, dtype=np.float32)
+        return tail.astype(np.float32, copy=False)
+
+
 def crossfade_join(
     parts: list[np.ndarray], sample_rate: int, crossfade_ms: float = 50
 ) -> np.ndarray:
     """Concatenate audio chunks with a linear crossfade of ``crossfade_ms`` (shortened for short chunks).
 
     Why a crossfade: independently generated chunks start and end at arbitrary sample values; butt-joining them
-    clicks. The overlap is capped at half of either neighbour so short chunks are never swallowed.
+    clicks. The overlap is capped at half of either neighbour so short chunks are never swallowed. Built on
+    ``CrossfadeJoiner`` so a streamed join is the same join.
     """
-    parts = [np.asarray(p, dtype=np.float32).reshape(-1) for p in parts if p is not None]
-    parts = [p for p in parts if p.size]
-    if not parts:
-        return np.zeros(0, dtype=np.float32)
-    out = parts[0]
-    fade = max(0, int(sample_rate * crossfade_ms / 1000))
-    for nxt in parts[1:]:
-        n = min(fade, out.size // 2, nxt.size // 2)
-        if n <= 0:
-            out = np.concatenate([out, nxt])
-            continue
-        ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
-        mixed = out[-n:] * (1.0 - ramp) + nxt[:n] * ramp
-        out = np.concatenate([out[:-n], mixed, nxt[n:]])
-    return out.astype(np.float32, copy=False)
+    joiner = CrossfadeJoiner(sample_rate, crossfade_ms)
+    pieces = [joiner.push(p) for p in parts]
+    pieces.append(joiner.finish())
+    return np.concatenate(pieces).astype(np.float32, copy=False)

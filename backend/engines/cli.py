@@ -34,22 +34,46 @@ def _repos(settings: Any, explicit: list[str] | None) -> list[str]:
     return [r for r in (settings.tts_model, settings.stt_model) if r.strip().lower() != "fake"]
 
 
+def _source(settings: Any, repo: str) -> str:
+    """Which setting names ``repo`` (and whether it is the built-in default): what the worker will use."""
+    import os
+
+    for var, value in (
+        ("VOICEBOX_TTS_MODEL", settings.tts_model),
+        ("VOICEBOX_STT_MODEL", settings.stt_model),
+    ):
+        if repo == value:
+            return var if os.environ.get(var, "").strip() else f"{var} not set: default"
+    return "named on the command line"
+
+
 def cmd_models_status(args: argparse.Namespace, settings: Any) -> int:
     """Completeness of the configured (or named) repos in the volume cache; exit 1 if any is incomplete."""
-    from backend.engines.hfcache import check_snapshot, prefetch_command
+    from backend.engines.demo import DEMO_TTS_REPO, demo_installed
+    from backend.engines.hfcache import check_snapshot, not_downloaded_hint, prefetch_command
 
-    rows = [
-        check_snapshot(settings.hf_home, repo).as_dict() for repo in _repos(settings, args.repo)
-    ]
-    lines = [f"HF cache: {settings.hf_home / 'hub'}"]
+    repos = _repos(settings, args.repo)
+    rows = [check_snapshot(settings.hf_home, repo).as_dict() for repo in repos]
+    lines = [f"HF cache: {settings.hf_home / 'hub'} (volume: {settings.volume_source})"]
     for row in rows:
-        state = "complete" if row["complete"] else "INCOMPLETE: " + "; ".join(row["problems"])
-        lines.append(
-            f"  {row['repo_id']}: {state} ({row['files']} files, {row['size_bytes']} bytes)"
-        )
+        row["source"] = _source(settings, row["repo_id"])
         if not row["complete"]:
-            lines.append(f"    fix: {prefetch_command(row['repo_id'])}")
+            row["hint"] = not_downloaded_hint(row["repo_id"])
+            row["fix"] = prefetch_command(row["repo_id"])
+        state = "complete" if row["complete"] else row["hint"]
+        lines.append(f"  {row['repo_id']} ({row['source']}): {state}")
+        if row["files"]:
+            lines.append(f"    {row['files']} files, {row['size_bytes']} bytes")
+        if not row["complete"] and row["files"]:
+            lines.append("    problems: " + "; ".join(row["problems"]))
     ok = all(row["complete"] for row in rows)
+    if not ok and DEMO_TTS_REPO not in repos and demo_installed(settings.hf_home):
+        lines.append(
+            "  the offline demo models are installed on this volume (scripts/run-local.sh uses them when "
+            "VOICEBOX_TTS_MODEL is not set): check them with\n"
+            "    VOICEBOX_TTS_MODEL=voicebox-demo/tiny-qwen3-tts-base "
+            "VOICEBOX_STT_MODEL=voicebox-demo/tiny-whisper voicebox-worker models status"
+        )
     _emit(args, {"ok": ok, "hf_home": str(settings.hf_home), "models": rows}, "\n".join(lines))
     return EXIT_OK if ok else EXIT_FAILED
 
@@ -75,20 +99,23 @@ def cmd_models_prefetch(args: argparse.Namespace, settings: Any) -> int:
 
 def cmd_models_install_demo(args: argparse.Namespace, settings: Any) -> int:
     """Install the tiny random-weight demo models (noise output) into the volume cache."""
-    from backend.engines.demo import install_demo_models
+    from backend.engines.demo import demo_installed, install_demo_models
     from backend.engines.hfcache import check_snapshot
 
+    already = not args.force and demo_installed(settings.hf_home)
     try:
-        repos = install_demo_models(settings.hf_home)
+        repos = install_demo_models(settings.hf_home, force=args.force)
     except Exception as exc:  # noqa: BLE001 - e.g. qwen_tts not importable on this machine
         return _fail(args, f"could not build the demo models: {type(exc).__name__}: {exc}")
     checks = {kind: check_snapshot(settings.hf_home, repo).complete for kind, repo in repos.items()}
     ok = all(checks.values())
+    done = "already installed in" if already else "installed demo models into"
     text = (
-        f"installed demo models into {settings.hf_home / 'hub'} (random weights: the audio is noise)\n"
+        f"{done} {settings.hf_home / 'hub'} (random weights: the audio is noise)\n"
         f"  VOICEBOX_TTS_MODEL={repos['tts']}\n  VOICEBOX_STT_MODEL={repos['stt']}"
     )
-    _emit(args, {"ok": ok, "models": repos, "hf_home": str(settings.hf_home)}, text)
+    data = {"ok": ok, "models": repos, "hf_home": str(settings.hf_home), "built": not already}
+    _emit(args, data, text)
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -109,7 +136,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = add("prefetch", cmd_models_prefetch, "download a model into the volume's HF cache")
     p.add_argument("repo", nargs="*", help="repo ids (default: the configured TTS and STT models)")
     p.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
-    add("install-demo", cmd_models_install_demo, "install tiny random-weight demo models (noise)")
+    p = add(
+        "install-demo", cmd_models_install_demo, "install tiny random-weight demo models (noise)"
+    )
+    p.add_argument("--force", action="store_true", help="rebuild even when already installed")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The Hugging Face model cache on the network volume: environment, completeness, offline switch, download.
 
-Why this module exists (DESIGN §7):
+Why this module exists:
 
 * ``huggingface_hub`` and ``transformers`` read ``HF_HOME`` / ``HF_HUB_OFFLINE`` once, at import. So the
   environment is set by ``configure_hf_env`` before anything imports them, and ``enable_offline`` also patches the
@@ -10,7 +10,7 @@ Why this module exists (DESIGN §7):
 * A cold worker with no network and no cached model must fail with one sentence that names the repo and the
   command that fixes it, not a stack of ``OSError``\\ s from deep inside transformers.
 * Two cold workers must not fill one cache path at once: downloads run under a per-repo ``SoftFileLease`` in
-  ``<volume>/huggingface/.locks/`` (plain POSIX locks are not trusted on MooseFS; see DESIGN §4).
+  ``<volume>/huggingface/.locks/`` (plain POSIX locks are not trusted on MooseFS; see `docs/architecture.md`).
 
 Nothing here imports huggingface_hub at module import time.
 """
@@ -53,7 +53,14 @@ WHISPER_REQUIREMENTS: tuple[Requirement, ...] = (
 
 
 def prefetch_command(repo_id: str) -> str:
+    if repo_id.startswith("voicebox-demo/"):
+        return "voicebox-worker models install-demo"
     return f"voicebox-worker models prefetch {repo_id}"
+
+
+def not_downloaded_hint(repo_id: str) -> str:
+    """The one line /health, ``models status`` and ``serve`` print for a model missing from the cache."""
+    return f"{repo_id} not downloaded — run `{prefetch_command(repo_id)}` (VOICEBOX_VOLUME at the volume)"
 
 
 class ModelNotCachedError(RuntimeError):
@@ -312,6 +319,10 @@ def download_snapshot(
         return check_snapshot(hf_home, repo_id, revision)
 
 
+def _is_demo(repo_id: str) -> bool:
+    return repo_id.startswith("voicebox-demo/")
+
+
 def ensure_model(
     settings: Settings,
     repo_id: str,
@@ -326,6 +337,11 @@ def ensure_model(
     """
     hf_home = configure_hf_env(settings)
     status = check_snapshot(hf_home, repo_id, revision)
+    if not status.complete and _is_demo(repo_id):
+        from backend.engines.demo import install_demo_models
+
+        install_demo_models(hf_home)  # built here, offline: never downloaded
+        status = check_snapshot(hf_home, repo_id, revision)
     if not status.complete:
         allowed = (not offline_requested()) if download is None else download
         reason = "; ".join(status.problems)

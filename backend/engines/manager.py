@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from backend.config import Settings
-from backend.engines.base import STTEngine, TTSEngine, VoicePrompt
-from backend.engines.chunking import crossfade_join, split_text
+from backend.engines.base import IncrementalTTSEngine, STTEngine, TTSEngine, VoicePrompt
+from backend.engines.chunking import CrossfadeJoiner, split_text
 from backend.engines.prompt_cache import PromptCache, prompt_key
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,30 @@ TTSFactory = Callable[[Settings], TTSEngine]
 STTFactory = Callable[[Settings], STTEngine]
 #: ``on_progress(done_chunks, total_chunks)``; it may raise to abort between chunks (cancellation)
 ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class AudioPiece:
+    """What a streamed synthesis hands on after each chunk.
+
+    ``audio`` are the samples of the final (crossfaded) output that became final with this chunk; all pieces
+    concatenated are exactly the non-streamed output. ``chunk`` is the chunk as generated (before any
+    crossfade), for a consumer that derives a level from it.
+    """
+
+    audio: np.ndarray
+    chunk: np.ndarray
+    index: int
+    total: int
+    sample_rate: int
+
+    @property
+    def last(self) -> bool:
+        return self.index + 1 == self.total
+
+
+#: ``on_audio(piece)`` runs after each chunk; it may block (back-pressure) or raise to abort
+AudioCallback = Callable[[AudioPiece], None]
 
 
 def default_tts_factory(settings: Settings) -> TTSEngine:
@@ -216,10 +240,13 @@ class EngineManager:
         max_chunk_chars: int = 800,
         crossfade_ms: float = 50,
         on_progress: ProgressCallback | None = None,
+        on_audio: AudioCallback | None = None,
     ) -> SynthesisResult:
         """Clone the profile's voice for ``text``: prompt (cached) → chunks → generate each → crossfade.
 
         Chunk ``i`` is generated with ``seed + i`` so a seeded request is reproducible chunk by chunk.
+        ``on_audio`` streams the output: after each chunk it gets the samples that are final now (the joined
+        audio is the concatenation of the pieces, so streamed and whole output are the same samples).
         """
         chunks = split_text(text, max_chunk_chars)
         if not chunks:
@@ -232,22 +259,53 @@ class EngineManager:
             t1 = time.monotonic()
             prompt, cached = self.voice_prompt(profile_samples)
             t2 = time.monotonic()
-            parts = []
+            joiner = CrossfadeJoiner(engine.sample_rate, crossfade_ms)
+            pieces = []
+            every = self.settings.stream_decode_frames
+            incremental = (
+                on_audio is not None and every > 0 and isinstance(engine, IncrementalTTSEngine)
+            )
             for i, chunk in enumerate(chunks):
-                parts.append(
-                    engine.generate(
+                chunk_seed = None if seed is None else int(seed) + i
+                if (
+                    incremental
+                ):  # streams with VOICEBOX_STREAM_DECODE_FRAMES: audio inside the chunk
+                    joiner.open_part()
+
+                    def emit(samples: np.ndarray, index: int = i) -> None:
+                        early = joiner.feed(samples)
+                        if early.size:
+                            pieces.append(early)
+                            piece = AudioPiece(
+                                early, samples, index, len(chunks), engine.sample_rate
+                            )
+                            on_audio(piece)  # type: ignore[misc]
+
+                    part = engine.generate_incremental(  # type: ignore[union-attr]
                         chunk,
                         prompt,
                         language=language,
-                        seed=None if seed is None else int(seed) + i,
+                        seed=chunk_seed,
                         instruct=instruct,
+                        every_frames=every,
+                        emit=emit,
                     )
-                )
+                    ready = joiner.close_part()
+                else:
+                    part = engine.generate(
+                        chunk, prompt, language=language, seed=chunk_seed, instruct=instruct
+                    )
+                    ready = joiner.push(part)
+                if i + 1 == len(chunks):
+                    ready = np.concatenate([ready, joiner.finish()])
+                pieces.append(ready)
                 self.stats.chunks += 1
                 self._touch()
+                if on_audio is not None:
+                    on_audio(AudioPiece(ready, part, i, len(chunks), engine.sample_rate))
                 if on_progress is not None:
                     on_progress(i + 1, len(chunks))
-            audio = crossfade_join(parts, engine.sample_rate, crossfade_ms)
+            audio = np.concatenate(pieces).astype(np.float32, copy=False)
             self.stats.generations += 1
             self._touch()
             return SynthesisResult(
@@ -368,6 +426,10 @@ class EngineManager:
             "backend_type": "fake" if fake else "pytorch",
             "backend_variant": getattr(tts, "device", None) or self.settings.device,
         }
+        if not info["model_downloaded"] and not info["model_loaded"]:
+            from backend.engines.hfcache import not_downloaded_hint
+
+            info["model_hint"] = not_downloaded_hint(repo)
         torch = sys.modules.get("torch")
         if torch is not None:
             try:

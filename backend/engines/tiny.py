@@ -75,9 +75,9 @@ def build_tiny_qwen3_tts(out: Path) -> dict[str, int]:
     import torch
     import transformers
 
-    from backend.engines.torchaudio_compat import ensure_kaldi_importable
+    from backend.engines.qwen import import_qwen_tts
 
-    ensure_kaldi_importable()
+    import_qwen_tts()
     from qwen_tts.core.models import (
         Qwen3TTSConfig,
         Qwen3TTSForConditionalGeneration,

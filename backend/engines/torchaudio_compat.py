@@ -40,7 +40,11 @@ def ensure_kaldi_importable() -> bool:
     except Exception as exc:  # an OSError from a mismatched CUDA build is as fatal as a missing one
         for name in [n for n in sys.modules if n == "torchaudio" or n.startswith("torchaudio.")]:
             del sys.modules[name]
-        log.info("torchaudio unavailable (%s): registering a stand-in for its kaldi module", exc)
+        log.info(
+            "torchaudio unavailable (%s): harmless here (only Qwen's 25 Hz tokenizer needs it; a stand-in "
+            "that raises a clear error is registered)",
+            exc,
+        )
     else:
         return False
     package = types.ModuleType("torchaudio")

@@ -266,6 +266,7 @@ class Envelope(BaseModel):
     inline_audio: StrictBool = False
     inline_only: StrictBool = False
     audio_format: Literal["wav", "flac", "mp3", "opus"] | None = None
+    stream: StrictBool = False
 
     _route_path: str = PrivateAttr(default="/")
     _query: list[tuple[str, str]] = PrivateAttr(default_factory=list)
@@ -344,6 +345,12 @@ class Envelope(BaseModel):
             raise ValueError(
                 "inline_audio: only applies to POST /generate and its retry (download other audio directly)"
             )
+        if self.stream and self.streamed_route() is None:
+            raise ValueError(
+                "stream: only POST /generate, /generate/stream and /v1/audio/speech can stream"
+            )
+        if self.is_stream() and (self.inline_audio or self.audio_format):
+            raise ValueError("inline_audio: a stream job sends its audio as stream chunks already")
         return self
 
     # -- derived views used by the handler ------------------------------------------------------------------
@@ -359,6 +366,23 @@ class Envelope(BaseModel):
             return False
         route = decoded_route(self._route_path)
         return route == "/generate" or _RETRY_RE.fullmatch(route) is not None
+
+    def streamed_route(self) -> str | None:
+        """The route a stream job calls (``/generate`` streams through ``/generate/stream``), or ``None``."""
+        if self.method != "POST":
+            return None
+        route = decoded_route(self._route_path)
+        if route in ("/generate", "/generate/stream"):
+            return "/generate/stream"
+        if route == "/v1/audio/speech":
+            return route
+        return None
+
+    def is_stream(self) -> bool:
+        """``stream: true`` on a route that can stream, or the streaming route itself."""
+        if self.streamed_route() is None:
+            return False
+        return self.stream or decoded_route(self._route_path) == "/generate/stream"
 
     def query_items(self) -> list[tuple[str, str]]:
         """Query from the path first, then ``params`` (lists become repeated keys)."""

@@ -14,8 +14,11 @@ It is ``async`` so the SDK can run ``settings.concurrency`` jobs at once on one 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +35,9 @@ __all__ = ["JobHandler"]
 log = logging.getLogger("voicebox.serverless")
 
 _LOOPBACK = "127.0.0.1"
+#: the most audio bytes one stream item carries (base64 makes it a third larger): RunPod posts every yield of a
+#: generator handler as its own stream result, so each stays far below its payload caps
+STREAM_CHUNK_BYTES = 256 * 1024
 
 
 class JobHandler:
@@ -131,6 +137,98 @@ class JobHandler:
         )
         return answer
 
+    # -- streaming jobs (the generator handler) ------------------------------------------------------------------
+
+    async def stream(self, job: dict) -> AsyncIterator[dict[str, Any]]:
+        """The generator handler RunPod runs with ``return_aggregate_stream``: a stream job yields its audio
+        as it is generated; any other job yields its one answer (so ``/runsync`` gets ``[answer]``).
+
+        Stream items: the first carries ``status_code``, ``headers`` and ``content_type``; each carries
+        ``seq`` and ``chunk_base64`` (at most ``STREAM_CHUNK_BYTES`` decoded); the last has ``done: true``,
+        the total ``size`` and its ``sha256``. A request the API refuses yields its answer once, as a
+        non-streamed job would. Cancelling the job (RunPod ``/cancel``) closes the local request, which stops
+        the synthesis after the chunk in progress.
+        """
+        job_id = str(job.get("id") or "job") if isinstance(job, dict) else "job"
+        raw = job.get("input") if isinstance(job, dict) else None
+        try:
+            env = parse_envelope(raw, max_file_bytes=self.settings.max_job_upload_bytes)
+        except EnvelopeError as err:
+            yield {"error": str(err)}
+            return
+        if not env.is_stream():
+            yield await self(job)
+            return
+        try:
+            async with asyncio.timeout(self.settings.job_timeout_seconds):
+                async for item in self._stream(env, job_id):
+                    yield item
+        except asyncio.CancelledError:
+            log.info("stream job %s cancelled", job_id)
+            raise
+        except TimeoutError:
+            yield {
+                "error": f"timeout: the stream ran past {self.settings.job_timeout_seconds:g} s "
+                "(VOICEBOX_JOB_TIMEOUT_SECONDS)"
+            }
+        except (OverBudget, EnvelopeError) as err:
+            yield {"error": str(err)}
+        except httpx.HTTPError as err:
+            yield {"error": f"transport: {type(err).__name__} talking to the local API: {err}"}
+
+    def build_stream_request(self, env: Envelope, job_id: str) -> httpx.Request:
+        """The loopback request of a stream job: ``/generate/stream``, or speech with ``stream_format``."""
+        route = env.streamed_route() or env.route_path
+        headers = dict(env.headers)
+        headers.setdefault("X-Request-ID", job_id[:128])
+        body = dict(env.body or {})
+        if route == "/v1/audio/speech":
+            body["stream_format"] = (
+                "audio"  # the job carries bytes; SSE framing would be noise here
+            )
+        return self._http().build_request(
+            "POST", self._url(route), params=env.query_items(), headers=headers, json=body
+        )
+
+    async def _stream(self, env: Envelope, job_id: str) -> AsyncIterator[dict[str, Any]]:
+        request = self.build_stream_request(env, job_id)
+        response = await self._http().send(request, stream=True)
+        try:
+            if response.status_code != 200:  # refused before any audio: one ordinary answer
+                collector = BodyCollector(
+                    self.settings,
+                    budget=self.settings.result_budget_bytes,
+                    inline_only=True,
+                    job_id=job_id,
+                    headers=useful_headers(response.headers),
+                )
+                async for chunk in response.aiter_bytes():
+                    await collector.feed(chunk)
+                yield await collector.answer(response.status_code)
+                return
+            digest = hashlib.sha256()
+            size = 0
+            seq = 0
+            head: dict[str, Any] = {
+                "status_code": response.status_code,
+                "headers": useful_headers(response.headers),
+                "content_type": response.headers.get("content-type"),
+                "stream": True,
+            }
+            async for data in response.aiter_raw():
+                for start in range(0, len(data), STREAM_CHUNK_BYTES):
+                    piece = data[start : start + STREAM_CHUNK_BYTES]
+                    digest.update(piece)
+                    size += len(piece)
+                    item = {**head, "seq": seq, "chunk_base64": base64.b64encode(piece).decode()}
+                    head = {}
+                    seq += 1
+                    yield item
+            yield {**head, "seq": seq, "done": True, "size": size, "sha256": digest.hexdigest()}
+            log.info("stream job %s sent %d bytes in %d chunks", job_id, size, seq)
+        finally:
+            await response.aclose()
+
     def _url(self, path: str) -> httpx.URL:
         url = self.origin.copy_with(raw_path=path.encode("ascii"))
         # Defence in depth: the envelope already guarantees an origin-form path.
@@ -166,6 +264,11 @@ class JobHandler:
 
     async def _run(self, env: Envelope, job_id: str, job: Any = None) -> dict[str, Any]:
         budget = self.settings.result_budget_bytes
+        if (
+            env.is_stream()
+        ):  # run by the plain handler (VOICEBOX_STREAM_JOBS=0): the audio arrives whole
+            request = self.build_stream_request(env, job_id)
+            return await self._exchange(request, env, job_id, budget)
         generation_id = generation_id_of(env) if self.progress and isinstance(job, dict) else None
         watcher = None
         if generation_id and self.progress:

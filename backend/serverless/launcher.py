@@ -28,7 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-__all__ = ["LaunchHooks", "ServerThread", "concurrency_modifier", "default_hooks", "main"]
+__all__ = [
+    "LaunchHooks",
+    "ServerThread",
+    "concurrency_modifier",
+    "default_hooks",
+    "main",
+    "sdk_config",
+]
 
 log = logging.getLogger("voicebox.serverless")
 LOOPBACK = "127.0.0.1"
@@ -225,6 +232,40 @@ def _timed(phases: dict[str, float], name: str, step: Callable[[], Any]) -> Any:
         phases[name] = round(time.perf_counter() - started, 3)
 
 
+def sdk_config(
+    handler: Any,
+    settings: Any,
+    *,
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What ``runpod.serverless.start`` gets.
+
+    With ``VOICEBOX_STREAM_JOBS`` on (the default) the handler is the generator ``handler.stream``, so stream
+    jobs reach ``/stream/{job_id}`` chunk by chunk; ``return_aggregate_stream`` makes ``/runsync`` and
+    ``/status`` answer the list of everything yielded — ``[answer]`` for an ordinary job. Off, or when the
+    SDK runs one local test job (``--test_input`` / ``test_input.json``: its one-shot runner cannot drive a
+    generator), the handler is the plain coroutine and every output is the answer itself (stream jobs then
+    arrive whole).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    env = dict(os.environ) if env is None else env
+    config: dict[str, Any] = {"concurrency_modifier": concurrency_modifier(settings)}
+    if settings.stream_jobs and not _sdk_runs_one_local_job(argv, env):
+        config.update(handler=handler.stream, return_aggregate_stream=True)
+    else:
+        config["handler"] = handler
+    return config
+
+
+def _sdk_runs_one_local_job(argv: list[str], env: dict[str, str]) -> bool:
+    """The SDK's choice (``runpod.serverless.start``): its API server modes drive generators; otherwise,
+    with ``--test_input`` or outside RunPod (no ``RUNPOD_WEBHOOK_GET_JOB``), it runs one job and exits."""
+    if "--rp_serve_api" in argv or env.get("RUNPOD_REALTIME_PORT"):
+        return False
+    return any(a.startswith("--test_input") for a in argv) or not env.get("RUNPOD_WEBHOOK_GET_JOB")
+
+
 def main(argv: list[str] | None = None, *, hooks: LaunchHooks | None = None) -> None:
     """Entry of ``python -m backend.serverless_handler``: cold start, then the RunPod SDK's loop.
 
@@ -245,6 +286,10 @@ def main(argv: list[str] | None = None, *, hooks: LaunchHooks | None = None) -> 
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per loopback request is noise
+    if settings.log_level.upper() != "DEBUG":
+        logging.getLogger("alembic").setLevel(
+            logging.WARNING
+        )  # plugin set-up lines; migrations log their own
     hooks = hooks or default_hooks()
     phases: dict[str, float] = {}
 
@@ -294,9 +339,7 @@ def main(argv: list[str] | None = None, *, hooks: LaunchHooks | None = None) -> 
     start_watchdog(server)
 
     try:
-        runpod.serverless.start(
-            {"handler": handler, "concurrency_modifier": concurrency_modifier(settings)}
-        )
+        runpod.serverless.start(sdk_config(handler, settings))
     finally:
         server.stop()
         _close_services(app)

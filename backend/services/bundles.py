@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend import __version__
 from backend.db.errors import WriteConflictError
 from backend.db.interface import conflict_pause
-from backend.db.models import Generation, Profile, ProfileSample, utcnow
+from backend.db.models import Generation, GenerationVersion, Profile, ProfileSample, utcnow
 from backend.services.audio_prep import PreparedAudio, prepare_reference, probe_audio
 from backend.services.common import (
     LANGUAGES,
@@ -53,6 +54,7 @@ from backend.services.common import (
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
 from backend.services.profiles import MAX_AVATAR_BYTES, ProfileInfo, sniff_image
 from backend.services.zipguard import SafeZip, ZipLimits
+from backend.storage import effects
 from backend.storage.blobs import BlobStore, StoredBlob, sha256_file
 
 if TYPE_CHECKING:
@@ -62,7 +64,7 @@ log = logging.getLogger(__name__)
 
 VERSION_V10 = "1.0"
 VERSION_V11 = "1.1"
-GENERATOR = "voicebox-worker 0.1.0"
+GENERATOR = f"voicebox-worker {__version__}"
 GENERATION_AUDIO_EXTS = ("wav", "flac", "mp3", "ogg", "opus")
 MANIFEST_LIMIT = 16 * 1024 * 1024
 
@@ -162,6 +164,7 @@ class _ProfilePlan:
     avatar_kind: str | None = None
     avatar_staged: Path | None = None
     samples: list[_SamplePlan] = field(default_factory=list)
+    effects_chain: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -185,6 +188,26 @@ class _GenerationPlan:
     sha256: str | None = None
     staged: Path | None = None
     duration: float | None = None
+    versions: list[_VersionPlan] = field(default_factory=list)
+
+
+@dataclass
+class _VersionPlan:
+    """One entry of a generation bundle's ``versions[]`` (upstream's manifest field)."""
+
+    entry: str
+    label: str
+    is_default: bool
+    id_hint: str | None = None
+    effects_chain: list[dict[str, Any]] | None = None
+    source_version_id: str | None = None
+    sha256: str | None = None
+    staged: Path | None = None
+    duration: float | None = None
+
+
+#: more versions than this in one generation bundle is refused (upstream's UI makes a handful)
+MAX_BUNDLE_VERSIONS = 100
 
 
 class _Staging:
@@ -306,6 +329,13 @@ def _profile_fields(data: object, where: str) -> _ProfilePlan:
     name = (_str_field(data, "name", where, max_len=100, required=True) or "").strip()
     if not name:
         raise ValidationError(f"{where}: the profile name is empty")
+    chain = data.get("effects_chain")
+    if isinstance(chain, str):  # upstream stores the chain as JSON text
+        chain = effects.parse_stored(chain)
+    try:
+        checked = effects.validate_chain(chain, f"{where}: effects_chain") if chain else None
+    except effects.EffectsError as exc:
+        raise ValidationError(str(exc)) from None
     return _ProfilePlan(
         name=name,
         description=_str_field(data, "description", where, max_len=500, required=False),
@@ -313,7 +343,60 @@ def _profile_fields(data: object, where: str) -> _ProfilePlan:
         id_hint=data.get("id") if is_uuid(data.get("id")) else None,
         created_at=parse_time(data.get("created_at")),
         updated_at=parse_time(data.get("updated_at")),
+        effects_chain=checked or None,
     )
+
+
+def _plan_versions(zf: SafeZip, manifest: dict[str, Any]) -> list[_VersionPlan]:
+    """``versions[]`` of a generation bundle: every entry's file must be in ``audio/``."""
+    versions = manifest.get("versions")
+    if not isinstance(versions, list) or not versions:
+        return []
+    if len(versions) > MAX_BUNDLE_VERSIONS:
+        raise ValidationError(
+            f"manifest.json versions: {len(versions)} entries; at most {MAX_BUNDLE_VERSIONS}"
+        )
+    plans: list[_VersionPlan] = []
+    for i, item in enumerate(versions):
+        where = f"manifest.json versions[{i}]"
+        if not isinstance(item, dict):
+            raise ValidationError(f"{where} must be an object")
+        filename = item.get("filename")
+        if not isinstance(filename, str) or not filename or "/" in filename or "\\" in filename:
+            raise ValidationError(f"{where}: 'filename' must be a plain file name")
+        entry = f"audio/{filename}"
+        if not zf.has(entry):
+            raise ValidationError(f"{where} names {filename!r} but the bundle has no {entry}")
+        chain = item.get("effects_chain")
+        if isinstance(chain, str):
+            chain = effects.parse_stored(chain)
+        try:
+            checked = effects.validate_chain(chain, f"{where}: effects_chain") if chain else None
+        except effects.EffectsError as exc:
+            raise ValidationError(str(exc)) from None
+        label = item.get("label")
+        plans.append(
+            _VersionPlan(
+                entry=entry,
+                label=(label if isinstance(label, str) and label.strip() else f"version-{i + 1}")[
+                    :200
+                ],
+                is_default=bool(item.get("is_default")),
+                id_hint=item.get("id") if is_uuid(item.get("id")) else None,
+                effects_chain=checked or None,
+                source_version_id=(
+                    item.get("source_version_id")
+                    if is_uuid(item.get("source_version_id"))
+                    else None
+                ),
+                sha256=_sha(item.get("sha256")),
+            )
+        )
+    if not any(p.is_default for p in plans):
+        plans[0].is_default = True
+    for p in plans[[i for i, p in enumerate(plans) if p.is_default][0] + 1 :]:
+        p.is_default = False  # one default: the first one flagged
+    return plans
 
 
 def _reference_text(value: object, where: str) -> str:
@@ -533,6 +616,16 @@ class BundleService:
             raise ValidationError(f"{plan.entry}: sha256 does not match the manifest")
         plan.duration = probe_audio(raw, what=plan.entry)
         plan.staged = raw
+        for version in plan.versions:
+            if version.entry == plan.entry:
+                version.staged, version.duration = raw, plan.duration
+                continue
+            staged = stage.new(f".{_audio_ext(version.entry)}")
+            zf.extract(version.entry, staged, self.settings.max_bundle_bytes)
+            if version.sha256 and sha256_file(staged) != version.sha256:
+                raise ValidationError(f"{version.entry}: sha256 does not match the manifest")
+            version.duration = probe_audio(staged, what=version.entry)
+            version.staged = staged
 
     def _add_profile(
         self, session: Session, stage: _Staging, plan: _ProfilePlan, *, keep_id: bool
@@ -548,6 +641,7 @@ class BundleService:
         now = utcnow()
         profile = Profile(id=pid, name=name, description=plan.description)
         profile.language = plan.language
+        profile.effects_chain = effects.dump(plan.effects_chain)
         profile.created_at = plan.created_at or now
         profile.updated_at = plan.updated_at or now
         session.add(profile)
@@ -629,7 +723,49 @@ class BundleService:
         )
         session.add(row)
         session.flush()
+        if blob is not None and row.status == "completed":
+            self._add_versions(session, stage, row, plan, blob)
         return row
+
+    @staticmethod
+    def _add_versions(
+        session: Session, stage: _Staging, row: Generation, plan: _GenerationPlan, blob: StoredBlob
+    ) -> None:
+        """The bundle's versions (ids kept when free, sources remapped); none listed: one ``original``."""
+        metas = plan.versions or [
+            _VersionPlan(entry=plan.entry or "", label="original", is_default=True)
+        ]
+        ids: dict[str, str] = {}  # the bundle's version id -> the id here
+        chosen: list[str] = []
+        for meta in metas:
+            hint = meta.id_hint
+            free = hint and hint not in ids and session.get(GenerationVersion, hint) is None
+            version_id = hint if free else str(uuid.uuid4())
+            if hint and hint not in ids:
+                ids[hint] = version_id
+            chosen.append(version_id)
+        for meta, version_id in zip(metas, chosen, strict=True):
+            if meta.entry == plan.entry or meta.staged is None:
+                stored, duration = blob, plan.duration
+            else:
+                rel = f"generations/{row.id}-{version_id[:8]}.{_audio_ext(meta.entry)}"
+                stored, duration = stage.move(rel, meta.staged), meta.duration
+            session.add(
+                GenerationVersion(
+                    id=version_id,
+                    generation_id=row.id,
+                    label=meta.label,
+                    audio_path=stored.rel_path,
+                    effects_chain=effects.dump(meta.effects_chain),
+                    source_version_id=ids.get(meta.source_version_id or ""),
+                    is_default=meta.is_default,
+                    duration=duration,
+                    sha256=stored.sha256,
+                    size_bytes=stored.size,
+                    created_at=row.created_at,
+                )
+            )
+        session.flush()
 
     def _commit(self, stage: _Staging, unit: Callable[[Session], Any]) -> Any:
         """One write unit that moves staged files; on any failure the moved files are removed again.
@@ -787,6 +923,7 @@ class BundleService:
             "id": profile.id,
             "created_at": profile.created_at.isoformat() if profile.created_at else None,
             "updated_at": profile.updated_at.isoformat() if profile.updated_at else None,
+            "effects_chain": effects.parse_stored(profile.effects_chain),
         }
 
     @staticmethod
@@ -816,18 +953,44 @@ class BundleService:
             else None
         )
         out = self.blobs.new_tmp_path(".zip")
+        others = [
+            (v, self._file(v.audio_path, f"the audio of version {v.id}"))
+            for v in gen.versions
+            if v.audio_path != gen.audio_path
+        ]
         with _removed_on_failure(out), zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
             versions = []
+            written = {audio.name} if audio is not None else set()
+            default = next((v for v in gen.versions if v.audio_path == gen.audio_path), None)
             if audio is not None:
                 versions.append(
                     {
-                        "id": gen.id,
-                        "label": "original",
+                        "id": default.id if default else gen.id,
+                        "label": default.label if default else "original",
                         "is_default": True,
-                        "effects_chain": None,
+                        "effects_chain": effects.parse_stored(default.effects_chain)
+                        if default
+                        else None,
+                        "source_version_id": default.source_version_id if default else None,
                         "filename": audio.name,
+                        "sha256": gen.sha256 or sha256_file(audio),
                     }
                 )
+            for version, path in others:
+                name = path.name if path.name not in written else f"{version.id}{path.suffix}"
+                written.add(name)
+                versions.append(
+                    {
+                        "id": version.id,
+                        "label": version.label,
+                        "is_default": False,
+                        "effects_chain": effects.parse_stored(version.effects_chain),
+                        "source_version_id": version.source_version_id,
+                        "filename": name,
+                        "sha256": version.sha256 or sha256_file(path),
+                    }
+                )
+                zf.write(path, f"audio/{name}", compress_type=zipfile.ZIP_STORED)
             manifest = {
                 "version": VERSION_V11,
                 "kind": "generation",
@@ -895,6 +1058,7 @@ class BundleService:
                     manifest.get("profile") if isinstance(manifest.get("profile"), dict) else {}
                 )
                 plan.entry = self._generation_entry(zf, manifest)
+                plan.versions = _plan_versions(zf, manifest)
                 self._stage_generation(zf, stage, plan)
 
             def unit(session: Session) -> GenerationImport:

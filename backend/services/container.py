@@ -18,11 +18,15 @@ if TYPE_CHECKING:
     from backend.services.app_settings import AppSettingsService
     from backend.services.bundles import BundleService
     from backend.services.channels import ChannelService
+    from backend.services.effects import EffectsService
     from backend.services.generation import GenerationService
     from backend.services.history import HistoryService
     from backend.services.model_management import ModelManagementService
     from backend.services.profiles import ProfileService
+    from backend.services.stories import StoryService
+    from backend.services.streaming import StreamingService
     from backend.services.transcription import TranscriptionService
+    from backend.services.versions import VersionService
 
 
 @dataclass
@@ -54,6 +58,24 @@ class Services:
         from backend.services.history import HistoryService
 
         return HistoryService(self)
+
+    @cached_property
+    def versions(self) -> VersionService:
+        from backend.services.versions import VersionService
+
+        return VersionService(self)
+
+    @cached_property
+    def effects(self) -> EffectsService:
+        from backend.services.effects import EffectsService
+
+        return EffectsService(self)
+
+    @cached_property
+    def stories(self) -> StoryService:
+        from backend.services.stories import StoryService
+
+        return StoryService(self)
 
     @cached_property
     def bundles(self) -> BundleService:
@@ -100,10 +122,17 @@ class Services:
 
         return ModelManagementService(self)
 
+    @cached_property
+    def streaming(self) -> StreamingService:
+        """Streamed generations (bounded by ``VOICEBOX_MAX_STREAMS``)."""
+        from backend.services.streaming import StreamingService
+
+        return StreamingService(self)
+
     def close(self) -> None:
         """Stop what the services started (only those that were used) and close the database."""
-        generation = self.__dict__.get("generation")
-        closer = getattr(generation, "close", None)
-        if callable(closer):
-            closer()
+        for name in ("streaming", "generation"):
+            closer = getattr(self.__dict__.get(name), "close", None)
+            if callable(closer):
+                closer()
         self.db.close()

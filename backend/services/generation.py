@@ -19,8 +19,9 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,9 +30,12 @@ from backend.db.interface import conflict_pause
 from backend.db.models import Generation, Profile, new_id, utcnow
 from backend.services.common import write_retrying
 from backend.services.errors import BusyError, ConflictError, NotFoundError, ValidationError
+from backend.services.versions import add_version, next_label
+from backend.storage import effects as fx
 from backend.storage.audio import encode_audio, normalize_loudness
 
 if TYPE_CHECKING:
+    from backend.engines.manager import AudioPiece
     from backend.services.container import Services
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,10 @@ class GenerationInput:
     source: str = (
         "manual"  # Voicebox's field: where the request came from (``openai`` for /v1/audio/speech)
     )
+    #: the effects for this generation (checked); None: the profile's chain, if it has one
+    effects_chain: list[dict[str, Any]] | None = None
+    #: a new take of a completed generation (``/generate/{id}/regenerate``): its file's path
+    take_path: str | None = None
 
 
 #: finished generations whose completion event is kept (``wait`` falls back to reading the row)
@@ -71,6 +79,32 @@ FINISHED_EVENTS_KEPT = 1000
 
 class _Cancelled(Exception):
     pass
+
+
+class SinkClosed(Exception):
+    """Raised by an ``AudioSink`` whose reader is gone (disconnected, or stopped reading): the generation
+    stops after the chunk in progress and is recorded as cancelled with this message."""
+
+
+class AudioSink(Protocol):
+    """Where a streamed generation's audio goes as it is made (``backend/services/streaming.py``)."""
+
+    def bind(self, generation_id: str) -> None:
+        """The generation this sink now belongs to (before synthesis starts)."""
+        ...
+
+    def push(self, piece: AudioPiece) -> None:
+        """Audio that is final now; may block while the reader catches up, or raise ``SinkClosed``."""
+        ...
+
+    def final_audio(self, audio: np.ndarray) -> np.ndarray:
+        """What is stored for the whole generation: the samples the sink sent, in one array."""
+        ...
+
+    def end(self, status: str, error: str | None) -> None:
+        """The generation is over (``completed`` once its audio and row are durable, else ``failed`` or
+        ``cancelled``)."""
+        ...
 
 
 class GenerationService:
@@ -92,12 +126,18 @@ class GenerationService:
         self._pending = 0  # queued or running on this worker; bounded by ``max_queued``
 
     # ------------------------------------------------------------------ start
-    def start(self, request: GenerationInput) -> Generation:
-        """Publish the intent row and queue the synthesis; returns the row (status ``generating``)."""
+    def start(self, request: GenerationInput, *, sink: AudioSink | None = None) -> Generation:
+        """Publish the intent row and queue the synthesis; returns the row (status ``generating``).
+
+        With a ``sink`` the audio is also handed to it chunk by chunk (streaming); a request id that already
+        has a row returns that row and leaves the sink unbound.
+        """
         if self.services.engines is None:
             raise ConflictError("no TTS engine is configured on this worker")
         if not request.text.strip():
             raise ValidationError("text is empty")
+        if request.effects_chain is not None:
+            fx.validate_chain(request.effects_chain)
         request_id = (request.request_id or "").strip()
         # a retried RunPod job answers its first attempt, even when the queue is full
         if request_id:
@@ -110,7 +150,7 @@ class GenerationService:
                 return existing
         self._reserve()
         try:
-            row, queued = self._start_retrying(request)
+            row, queued = self._start_retrying(request, sink)
         except BaseException:
             self._release()
             raise
@@ -138,20 +178,24 @@ class GenerationService:
     def pending(self) -> int:
         return self._pending
 
-    def _start_retrying(self, request: GenerationInput) -> tuple[Generation, bool]:
+    def _start_retrying(
+        self, request: GenerationInput, sink: AudioSink | None = None
+    ) -> tuple[Generation, bool]:
         """``_start`` run again when its unit lost a race (``WriteConflictError``): nothing is queued before
         its commit, so a re-run is safe."""
         retries = self.services.db.conflict_retries
         for attempt in range(retries + 1):
             try:
-                return self._start(request)
+                return self._start(request, sink)
             except WriteConflictError:
                 if attempt >= retries:
                     raise
                 conflict_pause(attempt)
         raise AssertionError("unreachable")
 
-    def _start(self, request: GenerationInput) -> tuple[Generation, bool]:
+    def _start(
+        self, request: GenerationInput, sink: AudioSink | None = None
+    ) -> tuple[Generation, bool]:
         """The intent row and the queued synthesis; ``False`` when a retried request answered instead."""
         now = utcnow()
         gen_id = _checked_id(request.generation_id) if request.generation_id else new_id()
@@ -197,7 +241,9 @@ class GenerationService:
             )
             session.add(row)
         self._ensure_event(gen_id, done=False)
-        self._executor.submit(self._run, gen_id, request, time.monotonic())
+        if sink is not None:
+            sink.bind(gen_id)
+        self._executor.submit(self._run, gen_id, request, time.monotonic(), sink)
         return row, True
 
     def _model_size(self) -> str | None:
@@ -225,9 +271,16 @@ class GenerationService:
             del self._done[gen_id]
 
     # ------------------------------------------------------------------ run (background thread)
-    def _run(self, gen_id: str, request: GenerationInput, queued_at: float) -> None:
+    def _run(
+        self,
+        gen_id: str,
+        request: GenerationInput,
+        queued_at: float,
+        sink: AudioSink | None = None,
+    ) -> None:
         started = time.monotonic()
         self._running.add(gen_id)
+        outcome: tuple[str, str | None] = ("failed", "the generation did not finish")
         try:
             if gen_id in self._cancel:
                 raise _Cancelled
@@ -251,23 +304,64 @@ class GenerationService:
                 max_chunk_chars=request.max_chunk_chars,
                 crossfade_ms=request.crossfade_ms,
                 on_progress=on_progress,
+                on_audio=None if sink is None else sink.push,
             )
             if gen_id in self._cancel:
                 raise _Cancelled
-            audio = normalize_loudness(result.audio) if request.normalize else result.audio
-            wav = encode_audio(audio, result.sample_rate, "wav")
+            if sink is not None:  # the stored file is what the stream sent (before any effects)
+                audio = sink.final_audio(result.audio)
+            else:
+                audio = normalize_loudness(result.audio) if request.normalize else result.audio
             with self.services.db.read() as session:
                 row = session.get(Generation, gen_id)
                 rel = row.audio_path if row else None
+                chain = request.effects_chain
+                if chain is None and row is not None and row.profile_id and not request.take_path:
+                    profile = session.get(Profile, row.profile_id)
+                    chain = fx.parse_stored(profile.effects_chain) if profile else None
             if rel is None:
+                outcome = ("cancelled", "deleted while generating")
                 return  # deleted while generating
-            stored = self.services.blobs.write_bytes(rel, wav)
+            if request.take_path:
+                rel = request.take_path
+            # with effects, the clean original is kept as its own version (upstream does the same)
+            chain = fx.validate_chain(chain) if fx.is_active(chain) else None
+            clean = None
+            if chain:
+                clean = self.services.blobs.write_bytes(
+                    rel.removesuffix(".wav") + "-clean.wav",
+                    encode_audio(audio, result.sample_rate, "wav"),
+                )
+                audio = fx.apply_to_array(audio, result.sample_rate, chain)
+            stored = self.services.blobs.write_bytes(
+                rel, encode_audio(audio, result.sample_rate, "wav")
+            )
+            written = [b.rel_path for b in (clean, stored) if b is not None]
 
             def complete(session: Session) -> bool:
                 row = session.get(Generation, gen_id)
                 if row is None or row.status != "generating":
                     return False  # deleted or cancelled meanwhile
+                label = next_label(row, "take") if request.take_path else "original"
+                source = None
+                if clean is not None:
+                    source = add_version(
+                        session, row, clean, label=label, duration=result.duration, default=False
+                    ).id
+                    label = next_label(row, "take") if request.take_path else "effects"
+                add_version(
+                    session,
+                    row,
+                    stored,
+                    label=label,
+                    duration=result.duration,
+                    default=True,
+                    effects_chain=chain,
+                    source_version_id=source,
+                    seed=request.seed if request.take_path else None,
+                )
                 row.status = "completed"
+                row.error = None
                 row.duration = result.duration
                 row.sha256 = stored.sha256
                 row.size_bytes = stored.size
@@ -281,18 +375,30 @@ class GenerationService:
 
             # the audio is durable now: a lost fence must not lose the row's completion
             if not write_retrying(self.services.db, complete):
-                self.services.blobs.delete(rel)
+                for path in written:
+                    self.services.blobs.delete(path)
+                outcome = ("cancelled", "deleted or cancelled while generating")
+            else:
+                outcome = ("completed", None)
         except _Cancelled:
+            # the app knows only ``failed``: the row says "Generation cancelled"; a stream's end says why
+            outcome = ("cancelled", CANCELLED_ERROR)
             self._finish(gen_id, "failed", CANCELLED_ERROR)
+        except SinkClosed as exc:
+            outcome = ("cancelled", str(exc) or "the stream was closed")
+            self._finish(gen_id, "failed", f"{CANCELLED_ERROR}: {outcome[1]}")
         except Exception as exc:  # the row must say why, whatever failed
             log.exception("generation %s failed", gen_id)
-            self._finish(gen_id, "failed", _describe(exc))
+            outcome = ("failed", _describe(exc))
+            self._finish(gen_id, *outcome)
         finally:
             self._cancel.discard(gen_id)
             self._running.discard(gen_id)
             self._progress.pop(gen_id, None)
             self._release()
             self._ensure_event(gen_id, done=True)
+            if sink is not None:
+                sink.end(*outcome)
 
     def _profile_samples(self, profile_id: str) -> list[tuple[bytes, str]]:
         with self.services.db.read() as session:
@@ -318,9 +424,13 @@ class GenerationService:
             row = session.get(Generation, gen_id)
             if row is None or row.status != "generating":
                 return None
+            row.lease_expires_at = None
+            if row.versions:  # a failed new take: the generation keeps its versions and audio
+                row.status = "completed"
+                row.error = f"the new take failed: {error}"
+                return None
             row.status = status
             row.error = error
-            row.lease_expires_at = None
             rel, row.audio_path = row.audio_path, None
             return rel
 
@@ -460,6 +570,51 @@ class GenerationService:
                 )
             with self._mutex:
                 self._done[gen_id] = threading.Event()  # a new run: waiters wait for this one
+            self._executor.submit(self._run, gen_id, request, time.monotonic())
+        except BaseException:
+            self._release()
+            raise
+        return row
+
+    def regenerate(self, gen_id: str) -> Generation:
+        """A new take of a completed generation (upstream's regenerate): the same text, language and
+        instruct, a fresh seed, synthesised into a new version that becomes the default. Until it completes
+        the row is ``generating`` and keeps its current audio; if the take fails it is ``completed`` again."""
+        if self.services.engines is None:
+            raise ConflictError("no TTS engine is configured on this worker")
+        now = utcnow()
+        take_path = f"generations/{now:%Y-%m}/{gen_id}-take-{new_id()[:8]}.wav"
+        self._reserve()
+        try:
+            with self.services.db.write() as session:
+                row = session.get(Generation, gen_id)
+                if row is None:
+                    raise NotFoundError(f"generation {gen_id} not found")
+                if row.status != "completed" or not row.versions:
+                    raise ValidationError(
+                        f"generation {gen_id} is {row.status}; only a completed generation can be "
+                        "regenerated (a failed one is retried: POST /generate/{id}/retry)"
+                    )
+                if row.profile_id is None:
+                    raise ConflictError(
+                        "the profile of this generation was deleted; it cannot be regenerated"
+                    )
+                row.status = "generating"
+                row.error = None
+                row.owner_worker_id = self.settings.worker_id
+                row.lease_expires_at = now + timedelta(seconds=self.settings.job_lease_seconds)
+                request = GenerationInput(
+                    profile_id=row.profile_id,
+                    text=row.text,
+                    language=row.language,
+                    seed=int.from_bytes(uuid.uuid4().bytes[:4], "big") % (2**31 - 1),
+                    instruct=row.instruct,
+                    source=row.source,
+                    effects_chain=[],
+                    take_path=take_path,
+                )
+            with self._mutex:
+                self._done[gen_id] = threading.Event()
             self._executor.submit(self._run, gen_id, request, time.monotonic())
         except BaseException:
             self._release()

@@ -11,13 +11,14 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+from backend import __version__
 from backend.services.volume_health import volume_reasons
 
 if TYPE_CHECKING:
     from backend.services.container import Services
 
 log = logging.getLogger(__name__)
-VERSION = "0.1.0"
+VERSION = __version__
 ENGINE_KEYS = (
     "model_loaded",
     "model_downloaded",
@@ -27,6 +28,7 @@ ENGINE_KEYS = (
     "vram_used_mb",
     "backend_type",
     "backend_variant",
+    "model_hint",
 )
 
 

@@ -142,8 +142,9 @@ class HistoryService:
             return self._get(session, generation_id)
 
     def delete(self, generation_id: str) -> None:
-        """Row first (one write unit), then the file: a crash in between leaves an orphan, not a hole."""
-        captured: dict[str, str | None] = {}
+        """Row first (one write unit, its versions and story clips with it), then the files: a crash in
+        between leaves orphans (fsck moves them to trash), never a row without its file."""
+        captured: dict[str, list[str | None]] = {}
 
         def unit(session: Session) -> None:
             row = self._get(session, generation_id)
@@ -152,11 +153,12 @@ class HistoryService:
                 raise ConflictError(
                     f"generation {generation_id!r} is still generating; wait for it to finish"
                 )
-            captured["path"] = row.audio_path
+            captured["paths"] = [row.audio_path, *(v.audio_path for v in row.versions)]
             session.delete(row)
 
         write_retrying(self.db, unit)
-        self.blobs.delete(captured.get("path"))
+        for rel in dict.fromkeys(captured.get("paths", [])):
+            self.blobs.delete(rel)
 
     def toggle_favorite(self, generation_id: str) -> bool:
         def unit(session: Session) -> bool:

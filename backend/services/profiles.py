@@ -1,6 +1,6 @@
 """Voice profiles, their reference samples and avatars, on the volume.
 
-Order of effects (DESIGN §6): a new file is written atomically first, then its row in one write unit (a file
+Order of effects (`docs/reliability.md`): a new file is written atomically first, then its row in one write unit (a file
 with no row is an orphan ``volume fsck`` can collect; a row with no file would be a broken profile). A delete
 commits the row change first, then removes the files. Deleting a profile keeps its history: the generations'
 ``profile_id`` becomes NULL and ``profile_name`` keeps the name, so old takes stay listed and playable.

@@ -15,16 +15,19 @@ Decisions a client may notice (also in ``docs/api.md``):
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
+import soundfile as sf
 from sqlalchemy import func, select
 
 from backend.db.models import Profile
 from backend.services.errors import NotFoundError, ValidationError
 from backend.services.generation import CANCELLED_ERROR, GenerationInput
+from backend.services.streaming import AudioStream
 from backend.storage.audio import (
     content_type,
     decode_audio,
@@ -32,6 +35,7 @@ from backend.storage.audio import (
     resample,
     to_mono,
 )
+from backend.storage.audio_stream import STREAM_FORMATS
 
 if TYPE_CHECKING:
     from backend.services.container import Services
@@ -180,11 +184,22 @@ class SpeechService:
                 f"response_format {request.response_format!r} is not supported; use mp3, opus, "
                 "flac, wav or pcm"
             )
-        if request.stream_format not in (None, "audio"):
+        if request.stream_format not in (None, "audio", "sse"):
             raise ValidationError(
-                f"stream_format {request.stream_format!r} is not supported; the audio is sent "
-                "whole once it is generated (stream_format 'audio')"
+                f"stream_format {request.stream_format!r} is not supported; use 'audio' (chunked "
+                "bytes), 'sse' (speech.audio.delta events) or leave it out (the whole file)"
             )
+        if request.stream_format is not None:
+            if fmt not in STREAM_FORMATS:
+                raise ValidationError(
+                    f"response_format {fmt!r} cannot be streamed (its header is written once the "
+                    f"length is known); stream {', '.join(STREAM_FORMATS)}, or leave out stream_format"
+                )
+            if request.speed != 1.0:
+                raise ValidationError(
+                    "speed other than 1.0 needs the whole audio (a time stretch over the full "
+                    "signal); stream at speed 1.0, or leave out stream_format"
+                )
         if not MIN_SPEED <= request.speed <= MAX_SPEED:
             raise ValidationError(
                 f"speed {request.speed:g} is out of range; use {MIN_SPEED:g} to {MAX_SPEED:g}"
@@ -195,6 +210,28 @@ class SpeechService:
             raise ValidationError(f"input is longer than {MAX_INPUT_CHARS} characters")
 
     # ------------------------------------------------------------------------------------------ speech
+    def open_stream(self, request: SpeechRequest) -> tuple[AudioStream, str]:
+        """A streamed speech request (``stream_format`` audio or sse): the stream and the model name.
+
+        Durable like the whole-file answer (a history row with ``source="openai"``); every check runs first,
+        so a bad request is a 4xx before any audio.
+        """
+        self.check_request(request)
+        model = self.resolve_model(request.model)
+        profile = self.resolve_voice(request.voice)
+        stream = self.services.streaming.open(
+            GenerationInput(
+                profile_id=profile.id,
+                text=request.input,
+                language=request.language or profile.language or "en",
+                seed=request.seed,
+                instruct=request.instructions or None,
+                request_id=request.request_id,
+                source="openai",
+            )
+        )
+        return stream, model
+
     def synthesize(self, request: SpeechRequest) -> SpeechResult:
         """Generate (durably, with a history row), then stretch and encode the stored audio."""
         self.check_request(request)
@@ -241,6 +278,13 @@ class SpeechService:
         if fmt == "wav" and request.speed == 1.0:  # the stored file already is the answer
             return SpeechResult(
                 stored, content_type("wav"), fmt, row.id, model, audio.size / float(rate)
+            )
+        if fmt == "pcm" and request.speed == 1.0 and rate == PCM_SAMPLE_RATE:
+            # the stored samples as they are (a float round trip would requantise them by 32767/32768),
+            # so this answer and a streamed ``pcm`` of the same generation are the same bytes
+            pcm = sf.read(io.BytesIO(stored), dtype="int16", always_2d=True)[0][:, 0]
+            return SpeechResult(
+                pcm.astype("<i2").tobytes(), PCM_CONTENT_TYPE, fmt, row.id, model, pcm.size / rate
             )
         audio = time_stretch(audio, request.speed)
         data, mime = encode_speech(audio, rate, fmt)

@@ -15,7 +15,7 @@ A later revision that recreates ``generations`` on SQLite (batch mode) drops the
 must create them again and run the FTS ``rebuild`` (``db check`` reports an index out of sync).
 
 Revision ID: 0005_history_fts
-Revises: 0003_settings_and_channels
+Revises: 0004_versions_effects_stories
 Create Date: 2026-11-29
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0005_history_fts"
-down_revision = "0003_settings_and_channels"
+down_revision = "0004_versions_effects_stories"
 branch_labels = None
 depends_on = None
 

@@ -196,7 +196,7 @@ def add_generation(
     """A finished generation as the generation service would leave it: file first, then the row."""
     from datetime import timedelta
 
-    from backend.db.models import Generation, new_id, utcnow
+    from backend.db.models import Generation, GenerationVersion, new_id, utcnow
 
     gen_id = new_id()
     rel = None
@@ -224,6 +224,22 @@ def add_generation(
                 owner_worker_id="test-worker",
             )
         )
+        if (
+            rel is not None
+        ):  # a completed generation has its default version (migration 0004's shape)
+            session.add(
+                GenerationVersion(
+                    id=gen_id,
+                    generation_id=gen_id,
+                    label="original",
+                    audio_path=rel,
+                    is_default=True,
+                    duration=seconds,
+                    sha256=blob.sha256 if blob else None,
+                    size_bytes=blob.size if blob else None,
+                    created_at=now,
+                )
+            )
     return gen_id
 
 

@@ -239,10 +239,23 @@ class _Writer:
         self.fx.dropped_tables = {
             t: n
             for t, n in self.fx.counts.items()
-            if t not in ("profiles", "profile_samples", "generations")
+            if t not in ("profiles", "profile_samples", "generations", *CARRIED)
         }
         self.conn.close()
         return self.fx
+
+
+#: the legacy tables adoption carries besides the core ones (``volume_bootstrap.adopt_extras``)
+CARRIED = ("generation_versions", "effect_presets", "stories", "story_items")
+
+
+def _extras(versions: int, presets: int, stories: int, items: int) -> dict[str, int]:
+    return {
+        "generation_versions": versions,
+        "effect_presets_adopted": presets,
+        "stories": stories,
+        "story_items": items,
+    }
 
 
 def _channels(w: _Writer, profile_id: str) -> None:
@@ -339,7 +352,12 @@ def build_fork(data_dir: Path) -> LegacyFixture:
         created_at=_ts(5),
     )
     _channels(w, alice)
-    fx.expected_after = {"profiles": 2, "profile_samples": 3, "generations": 3}
+    fx.expected_after = {
+        "profiles": 2,
+        "profile_samples": 3,
+        "generations": 3,
+        **_extras(0, 0, 1, 1),
+    }
     fx.dropped_columns = [
         "generations.backend_type",
         "generations.deleted_at",
@@ -480,11 +498,16 @@ def build_upstream(data_dir: Path) -> LegacyFixture:
     w.row("generation_settings", id=1, data="{}")
     w.row("capture_settings", id=1, data="{}")
     _channels(w, carol)
-    fx.expected_after = {"profiles": 2, "profile_samples": 3, "generations": 5}
+    # 3 versions; of 4 presets, Radio, Echo Chamber and Deep Voice are built-ins here already (merged)
+    fx.expected_after = {
+        "profiles": 2,
+        "profile_samples": 3,
+        "generations": 5,
+        **_extras(3, 1, 1, 2),
+    }
     fx.dropped_columns = [
         "profiles.default_engine",
         "profiles.design_prompt",
-        "profiles.effects_chain",
         "profiles.personality",
         "profiles.preset_engine",
         "profiles.preset_voice_id",
@@ -538,7 +561,12 @@ def build_fork_old(data_dir: Path, root: str = "/home/someone/.voicebox/data") -
         created_at=_ts(3),
     )
     _channels(w, erin)
-    fx.expected_after = {"profiles": 1, "profile_samples": 2, "generations": 2}
+    fx.expected_after = {
+        "profiles": 1,
+        "profile_samples": 2,
+        "generations": 2,
+        **_extras(0, 0, 1, 1),
+    }
     return w.finish()
 
 

@@ -16,6 +16,10 @@ Modelled behaviour (docs.runpod.io operation-reference, reference/notes/runpod.m
 - ``POST /v2/{endpoint}/cancel/{id}``.
 - Progress: ``start_stack`` wires the handler's ``progress`` to ``RunPodMock.progress`` (what
   ``runpod.serverless.progress_update`` does), so ``/status`` carries a generation's chunks while it runs.
+- ``GET /v2/{endpoint}/stream/{id}`` for a generator handler (``handler.stream``, as the worker registers
+  it): ``{"status", "stream": [{"output": item}, ...]}`` with the items yielded since the last call, waiting
+  up to ``stream_wait`` seconds for one; with ``return_aggregate_stream`` the final ``output`` is the list
+  of every item (``[answer]`` for an ordinary job), as the SDK does.
 - Auth: ``Authorization: Bearer <api_key>`` or 401. Payload caps: 10 MB for ``/run``, 20 MB for
   ``/runsync`` (400 past them). A result over ``result_limit`` is dropped and the job reads
   COMPLETED with no output, as the SDK does when its upload fails.
@@ -24,6 +28,7 @@ Modelled behaviour (docs.runpod.io operation-reference, reference/notes/runpod.m
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import threading
 import time
@@ -56,6 +61,9 @@ class MockJob:
     finished: float | None = None
     task: asyncio.Task[Any] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    stream: list[Any] = field(default_factory=list)
+    streamed: int = 0  # items already handed out by /stream
+    stream_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     def state(self) -> dict[str, Any]:
         answer: dict[str, Any] = {"id": self.id, "status": self.status}
@@ -92,6 +100,7 @@ class RunPodMock:
         result_limit: int = 20_000_000,
         run_limit: int = 10_000_000,
         runsync_limit: int = 20_000_000,
+        stream_wait: float = 1.0,
     ) -> None:
         self.handler = handler
         self.endpoint_id = endpoint_id
@@ -103,6 +112,7 @@ class RunPodMock:
         self.result_limit = result_limit
         self.run_limit = run_limit
         self.runsync_limit = runsync_limit
+        self.stream_wait = stream_wait
         self.jobs: dict[str, MockJob] = {}
         self.status_failures = 0  # answer this many /status calls with 503
         self.calls: list[tuple[str, str]] = []  # (route kind, job id or "") in arrival order
@@ -125,6 +135,7 @@ class RunPodMock:
                 Route("/v2/{endpoint}/runsync", self._runsync, methods=["POST"]),
                 Route("/v2/{endpoint}/status/{job_id}", self._status, methods=["GET"]),
                 Route("/v2/{endpoint}/cancel/{job_id}", self._cancel, methods=["POST"]),
+                Route("/v2/{endpoint}/stream/{job_id}", self._stream, methods=["GET"]),
             ]
         )
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
@@ -245,6 +256,33 @@ class RunPodMock:
             return JSONResponse({"error": "request does not exist"}, status_code=404)
         return JSONResponse(job.state())
 
+    async def _stream(self, request: Request) -> JSONResponse:
+        refused = self._check(request)
+        if refused is not None:
+            return refused
+        job_id = request.path_params["job_id"]
+        self.calls.append(("stream", job_id))
+        job = self.jobs.get(job_id)
+        if job is None:
+            return JSONResponse({"error": "request does not exist"}, status_code=404)
+        if job.streamed >= len(job.stream) and job.status not in FINAL:
+            job.stream_event.clear()
+            waiters = [
+                asyncio.ensure_future(job.stream_event.wait()),
+                asyncio.ensure_future(job.done.wait()),
+            ]
+            await asyncio.wait(
+                waiters, timeout=self.stream_wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in waiters:
+                waiter.cancel()
+        items = job.stream[job.streamed :]
+        job.streamed += len(items)
+        answer: dict[str, Any] = {"id": job.id, "status": job.status, "stream": items}
+        if job.status == "FAILED" and job.error is not None:
+            answer["error"] = job.error
+        return JSONResponse(answer)
+
     async def _cancel(self, request: Request) -> JSONResponse:
         refused = self._check(request)
         if refused is not None:
@@ -269,6 +307,9 @@ class RunPodMock:
             job.status = "IN_PROGRESS"
             job.started = time.monotonic()
             call = self.handler({"id": job.id, "input": job.input})
+            if inspect.isasyncgen(call):
+                await self._execute_generator(job, call)
+                return
             try:
                 if self.execution_timeout is not None:
                     result = await asyncio.wait_for(call, timeout=self.execution_timeout)
@@ -307,6 +348,30 @@ class RunPodMock:
             job.finished = job.finished or time.monotonic()
             job.done.set()
 
+    async def _execute_generator(self, job: MockJob, items: Any) -> None:
+        """What the SDK does with a generator handler and ``return_aggregate_stream``: each item is a stream
+        result at once; an item with ``error`` fails the job; the output is the list of items."""
+        aggregate: list[Any] = []
+        try:
+            async for item in items:
+                if isinstance(item, dict) and item.get("error"):
+                    job.error = str(item["error"])
+                    job.status = "FAILED"
+                    return
+                aggregate.append(item)
+                job.stream.append({"output": item})
+                job.stream_event.set()
+        except asyncio.CancelledError:
+            await items.aclose()
+            raise
+        except Exception as exc:  # the SDK's run_job_generator: the error string, the job FAILED
+            job.error = f"handler: {exc} \ntraceback: {traceback.format_exc()}"
+            job.status = "FAILED"
+            return
+        size = len(json.dumps({"output": aggregate}, ensure_ascii=False).encode())
+        job.output = None if size > self.result_limit else aggregate
+        job.status = "COMPLETED"
+
 
 # --------------------------------------------------------------------------------------------------
 # Test harness: mock RunPod → job handler → a Voicebox app, all in-process.
@@ -338,12 +403,17 @@ def build_handler(settings: Any, app: Any) -> tuple[Handler, bool]:
     """The real ``JobHandler``, talking to ``app`` in-process over ``httpx.ASGITransport``."""
     import httpx
 
+    from backend.api.admin import admin_table
     from backend.serverless.handler import JobHandler
 
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1", timeout=30.0
     )
-    return JobHandler(settings, base_url="http://127.0.0.1", client=client), True
+    # the admin table of the app under test (the real API's, or none for a stub app): reading it from the app
+    # keeps the torch-free client venv (scripts/check-client-venv.sh) from importing the whole server
+    admin = admin_table(getattr(app, "routes", ()))
+    handler = JobHandler(settings, base_url="http://127.0.0.1", client=client, admin_routes=admin)
+    return handler, True
 
 
 def make_settings(tmp: Any, **env: str) -> Any:
