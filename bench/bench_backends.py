@@ -137,9 +137,15 @@ def bench_one_write(
     repeats: int,
     *,
     history_rows: int | None = None,
+    two_copy: bool = False,
 ):
     """p50 of one small write (a profile) by two workers taking turns, on a library of ``mb`` MB (or of
-    ``history_rows`` generations of ~500 characters, the shape of a real history)."""
+    ``history_rows`` generations of ~500 characters, the shape of a real history).
+
+    ``two_copy`` (the volume only): the cycle writes used before the one-copy write, kept for migrations and
+    restores (``VolumeDatabase.write_file``: local copy → work copy, the unit, the backup API onto the
+    volume), measured on the same library for the before/after figure.
+    """
     url = url_factory() if url_factory else None
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -155,8 +161,11 @@ def bench_one_write(
         for i in range(repeats):
             writer = a if i % 2 == 0 else b
             started = time.perf_counter()
-            with writer.write() as session:
-                session.add(Profile(name=f"bench-{i}"))
+            if two_copy:
+                _two_copy_write(writer, f"bench-{i}")
+            else:
+                with writer.write() as session:
+                    session.add(Profile(name=f"bench-{i}"))
             times.append(time.perf_counter() - started)
         a.close()
         b.close()
@@ -170,6 +179,8 @@ def bench_one_write(
             if history_rows
             else f"one write @ {mb} MB-equivalent library"
         )
+        if two_copy:
+            name += ", two-copy cycle (before)"
         return {
             "bench": name,
             "case": kind,
@@ -177,6 +188,19 @@ def bench_one_write(
             "max_ms": round(max(times) * 1000, 1),
             "size": size,
         }
+
+
+def _two_copy_write(db: Database, name: str) -> None:
+    from backend.db.volume_db import VolumeDatabase, sqlite_engine
+
+    assert isinstance(db, VolumeDatabase)
+    with db.write_file() as work:
+        engine = sqlite_engine(work.path)
+        try:
+            with Session(engine) as session, session.begin():
+                session.add(Profile(name=name))
+        finally:
+            engine.dispose()
 
 
 def bench_throughput(kind: str, url_factory, writers: int, seconds: float):  # type: ignore[no-untyped-def]
@@ -311,6 +335,11 @@ def run(short: bool = False, long: bool = False) -> list[dict]:
                 rows.append(bench_one_write(kind, factory, mb, 3 if short else 9))
             if not short:
                 rows.append(bench_one_write(kind, factory, 0, 9, history_rows=100_000))
+            if kind == "sqlite":  # the one-copy write's before/after, on the same library
+                n, repeats = (2_000, 3) if short else (100_000, 9)
+                if short:
+                    rows.append(bench_one_write(kind, None, 0, repeats, history_rows=n))
+                rows.append(bench_one_write(kind, None, 0, repeats, history_rows=n, two_copy=True))
             for n in writers:
                 rows.append(bench_throughput(kind, factory, n, 2.0 if short else 8.0))
             for n in history_rows:

@@ -39,6 +39,7 @@ def test_bench_short_prints_one_table() -> None:
         "write throughput, 4 writer process(es) (postgresql)",
         "history search (a word)",
         "history deep page by key",
+        "two-copy cycle (before)",
         "stream first audio",
     ):
         assert needle in names, f"{needle!r} missing from the bench table"
