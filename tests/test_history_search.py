@@ -67,7 +67,7 @@ def test_migration_indexes_existing_rows_and_triggers_follow_changes(
             "db",
             "upgrade",
             "--to",
-            "0003_settings_and_channels",
+            "0004_versions_effects_stories",  # the revision before the index
         ],
         env=env,
         cwd=ROOT,
