@@ -88,28 +88,3 @@ def test_a_stale_rollback_journal_is_not_played_into_a_fresh_copy(make_settings)
     assert names(reader) == {"published"}
     assert not Path(f"{reader.local_path}-journal").exists()
     assert integrity_check(reader.local_path) == "ok"
-
-
-def test_a_shared_name_absent_for_an_instant_is_looked_for_again(
-    db: VolumeDatabase, make_settings
-) -> None:  # type: ignore[no-untyped-def]
-    """A peer's publish on another FUSE mount can hide the name for an instant (libfuse renames a replaced file
-    still open there to ``.fuse_hidden*`` before renaming the new one in): a reader must not call it missing."""
-    import os
-    import threading
-
-    with db.write() as session:
-        session.add(Profile(name="kept"))
-    peer = VolumeDatabase(make_settings(), expected_revision=head_revision())
-    hidden = db.shared_path.with_name(".fuse_hidden0001")
-    os.rename(db.shared_path, hidden)
-    back = threading.Timer(0.05, os.rename, (hidden, db.shared_path))
-    back.start()
-    try:
-        assert names(peer) == {"kept"}  # its first read pulls while the name is still away
-    finally:
-        back.join()
-    os.rename(db.shared_path, hidden)  # gone for good: still the clear refusal, not a crash
-    with pytest.raises(Exception, match="missing"):
-        peer.refresh(force=True)
-    os.rename(hidden, db.shared_path)

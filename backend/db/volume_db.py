@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
@@ -66,24 +65,6 @@ def version_key(path: Path) -> VersionKey | None:
             return header_key(handle.read(_HEADER))
     except FileNotFoundError:
         return None
-
-
-#: pauses before looking for the shared file again when its name is absent. A publish on another FUSE mount can
-#: hide the name for an instant: when the file it replaces is still open there, libfuse first renames that one
-#: to ``.fuse_hidden*``, then renames the new one in — two steps another mount can fall between (measured over
-#: two bindfs aliases: 8 of 1,579 opens failed while a replaced file was held open, none otherwise).
-ABSENT_PAUSES = (0.01, 0.03, 0.1, 0.3)
-
-
-def version_key_settled(path: Path) -> VersionKey | None:
-    """``version_key``, looking again over ~0.45 s before calling the file absent (``ABSENT_PAUSES``)."""
-    key = version_key(path)
-    for pause in ABSENT_PAUSES:
-        if key is not None:
-            break
-        time.sleep(pause)
-        key = version_key(path)
-    return key
 
 
 def fsync_dir(path: Path) -> None:
@@ -288,7 +269,7 @@ class VolumeDatabase:
             return False
         with self._refresh_mutex:
             self._last_check = now
-            current = version_key_settled(self.shared_path)
+            current = version_key(self.shared_path)
             if current is None:
                 raise self._missing_database("missing")
             if current == self._pulled and self.local_path.exists():
@@ -301,7 +282,7 @@ class VolumeDatabase:
         tmp = self.local_dir / f"pull-{uuid.uuid4().hex}.db"
         try:
             # An open descriptor pins one inode: the copy is one published version even if a peer replaces it.
-            with self._open_shared() as src, open(tmp, "wb") as dst:
+            with open(self.shared_path, "rb") as src, open(tmp, "wb") as dst:
                 header = src.read(_HEADER)
                 key = header_key(header)
                 dst.write(header)
@@ -323,17 +304,6 @@ class VolumeDatabase:
             self.stats.pulls += 1
         finally:
             tmp.unlink(missing_ok=True)
-
-    def _open_shared(self) -> BinaryIO:
-        """The shared file opened for reading; its name absent for an instant is looked for again."""
-        for pause in (*ABSENT_PAUSES, None):
-            try:
-                return open(self.shared_path, "rb")
-            except FileNotFoundError:
-                if pause is None:
-                    raise self._missing_database("missing") from None
-                time.sleep(pause)
-        raise AssertionError("unreachable")
 
     def _missing_database(self, state: str) -> DatabaseError:
         """A refusal naming the newest backup when the volume holds a library, else the bootstrap hint."""
@@ -371,7 +341,7 @@ class VolumeDatabase:
         worker's readers wait (they never see a change that is not published): when the fence or the publish
         fails after the commit, the local copy is pulled again from the shared file before they go on.
         """
-        if not self.shared_path.exists():  # (under the lease, ``write_file`` looks again)
+        if not self.shared_path.exists():
             with self._write_on_work_copy() as session:
                 yield session
             return
@@ -456,7 +426,6 @@ class VolumeDatabase:
         with self._write_mutex, self.lease() as held:
             if not pull:
                 self._pulled = version_key(self.shared_path)
-            # under the lease no peer's publish is half-way: the name is not looked for again here
             elif self.shared_path.exists():
                 self.refresh(force=True)
             elif check_schema and self.expected_revision is not None:
