@@ -154,7 +154,7 @@ def publish_times(settings: Settings, folder: Path, sizes_mb: tuple[int, ...]) -
     """Time the database publish step (backup API → fsync → replace → fsync dir) at several sizes."""
     import sqlite3
 
-    from backend.db.volume_db import fsync_dir
+    from backend.storage.atomic import fsync_dir
 
     result = {}
     for mb in sizes_mb:

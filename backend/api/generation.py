@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from backend.db.errors import fault_from_message
+from backend.engines.base import VOICEBOX_QWEN_ENGINE
 from backend.schemas import LANGUAGE_PATTERN, GenerationResponse
 from backend.services.errors import NotFoundError, ValidationError
 from backend.services.generation import FINAL, GenerationInput, GenerationService
@@ -25,8 +26,8 @@ router = APIRouter(tags=["generation"])
 
 #: What every server-sent event stream answers with (Voicebox's): no caching, no proxy buffering.
 SSE_HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
-#: The one engine this server runs (Qwen3-TTS Base, voice cloning).
-ENGINE = "qwen"
+#: The one engine this server runs (Qwen3-TTS Base, voice cloning), by the Voicebox app's engine id.
+ENGINE = VOICEBOX_QWEN_ENGINE
 
 
 class GenerationRequest(BaseModel):

@@ -40,6 +40,7 @@ from backend.db.errors import (
     WriteConflictError,
     volume_fault,
 )
+from backend.storage.atomic import fsync_dir as fsync_dir  # the one durable-write module
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +65,6 @@ def version_key(path: Path) -> VersionKey | None:
             return header_key(handle.read(_HEADER))
     except FileNotFoundError:
         return None
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable; some filesystems refuse to open directories, which we tolerate."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _configure_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:

@@ -20,15 +20,13 @@ import hashlib
 import json
 import logging
 import mimetypes
-import os
 import re
-import tempfile
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from backend.config import Settings
+from backend.storage.atomic import AtomicFile
 
 __all__ = [
     "BodyCollector",
@@ -175,19 +173,6 @@ def export_name(job_id: str, content_type: str, content_disposition: str | None 
     return f"job-{stem}-{uuid.uuid4().hex[:12]}{ext}"
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # some filesystems refuse to open directories; the rename itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class SpillFile:
     """A temp file in ``settings.tmp_dir`` that becomes ``exports/<name>`` only when complete.
 
@@ -196,37 +181,24 @@ class SpillFile:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=settings.tmp_dir, prefix="spill-", suffix=".part")
-        self._file = os.fdopen(fd, "wb")
-        self._tmp = Path(tmp)
+        self._out = AtomicFile(settings.tmp_dir, prefix="spill-")
         self._hash = hashlib.sha256()
-        self.size = 0
+
+    @property
+    def size(self) -> int:
+        return self._out.size
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
+        self._out.write(chunk)
         self._hash.update(chunk)
-        self.size += len(chunk)
 
     def commit(self, name: str, content_type: str) -> ExportInfo:
-        exports = self._settings.exports_dir
-        exports.mkdir(parents=True, exist_ok=True)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        target = exports / name
-        if target.exists():  # names carry a random part; a clash means something is badly wrong
-            self.abort()
-            raise FileExistsError(f"export {name} already exists")
-        os.replace(self._tmp, target)
-        _fsync_dir(exports)
+        # names carry a random part; a clash (exclusive) means something is badly wrong
+        self._out.commit(self._settings.exports_dir / name, exclusive=True)
         return ExportInfo(name, self.size, self._hash.hexdigest(), content_type)
 
     def abort(self) -> None:
-        try:
-            self._file.close()
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        self._out.abort()
 
 
 def write_export(settings: Settings, data: bytes, name: str, content_type: str) -> ExportInfo:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from backend.config import Settings
 from backend.db.volume_db import VolumeDatabase
+from backend.engines.base import Engines
+from backend.services.errors import ConflictError
 from backend.storage.blobs import BlobStore
 
 if TYPE_CHECKING:
@@ -31,21 +33,27 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
-    """Settings, the volume database and blob store, the engines (filled by the lead), and the services."""
+    """Settings, the volume database and blob store, the engines (set by the worker that runs models), and the services."""
 
     settings: Settings
     db: VolumeDatabase
     blobs: BlobStore
-    engines: object | None = None
+    engines: Engines | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, settings: Settings, *, engines: object | None = None) -> Services:
+    def create(cls, settings: Settings, *, engines: Engines | None = None) -> Services:
         """Services on an already bootstrapped volume (the caller runs ``bootstrap`` first)."""
         from volume_bootstrap.migrate import head_revision
 
         db = VolumeDatabase(settings, expected_revision=head_revision())
         return cls(settings=settings, db=db, blobs=BlobStore(settings), engines=engines)
+
+    def require_engines(self, what: str = "TTS engine") -> Engines:
+        """The engines, or a 409 saying this worker has none (an API-only or maintenance process)."""
+        if self.engines is None:
+            raise ConflictError(f"no {what} is configured on this worker")
+        return self.engines
 
     @cached_property
     def profiles(self) -> ProfileService:

@@ -213,7 +213,7 @@ class GenerationService:
                 language=request.language,
                 seed=request.seed,
                 instruct=request.instruct,
-                engine="qwen",
+                engine=self.services.require_engines().voicebox_engine,
                 model_size=self._model_size(),
                 status="generating",
                 source=request.source,
@@ -279,7 +279,7 @@ class GenerationService:
                     self._renew_lease(gen_id)
                     last_renewal[0] = time.monotonic()
 
-            result = self.services.engines.synthesize_detailed(  # type: ignore[union-attr]
+            result = self.services.require_engines().synthesize_detailed(
                 samples,
                 request.text,
                 language=request.language,

@@ -23,6 +23,7 @@ from backend.db.models import Generation, Profile, ProfileSample, utcnow
 from backend.services.audio_prep import prepare_reference
 from backend.services.common import write_retrying
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
+from backend.storage.blobs import sha256_file
 
 if TYPE_CHECKING:
     from backend.services.container import Services
@@ -242,16 +243,23 @@ class ProfileService:
                 log.warning("prompt-cache hook failed for profile %s", profile_id, exc_info=True)
 
     def _forget_prompts(self, profile_id: str, refs: list[SampleRef]) -> None:
-        """Default hook: a per-profile prompt folder if one exists, then the engines' own cleanup.
+        """Default hook: drop every cached voice prompt built from the deleted profile's samples.
 
-        The prompt cache is keyed by content (engine, model, sample hashes), so only the engines can name
-        the entries; they are asked through ``engines.forget_prompts(profile_id, refs)`` when they offer
-        it. Entries nobody removes age out of the bounded LRU cache.
+        The prompt cache is keyed by a one-way hash of content (engine, model, samples), so it is asked by
+        the samples' audio sha256 (each entry records the samples it was built from). A worker without
+        engines leaves the entries to age out of the bounded LRU cache.
         """
-        self.blobs.delete_tree(f"cache/prompts/{profile_id}")
-        forget = getattr(self.services.engines, "forget_prompts", None)
-        if callable(forget):
-            forget(profile_id, refs)
+        if self.services.engines is None:
+            return
+        digests = [ref.sha256 or self._sample_sha256(ref.audio_path) for ref in refs]
+        self.services.engines.forget_prompts([d for d in digests if d])
+
+    def _sample_sha256(self, rel: str) -> str | None:
+        """A sample's audio hash when its row lacks one (adopted libraries); None if the file is gone."""
+        try:
+            return sha256_file(self.blobs.path(rel))
+        except (OSError, ValueError):
+            return None
 
     # ------------------------------------------------------------------------------------------ samples
     def list_samples(self, profile_id: str) -> list[ProfileSample]:

@@ -291,7 +291,7 @@ class StreamingService:
     ) -> None:
         outcome = ("failed", "the stream did not finish")
         try:
-            self.services.engines.synthesize_detailed(  # type: ignore[union-attr]
+            self.services.require_engines().synthesize_detailed(
                 samples,
                 request.text,
                 language=request.language,

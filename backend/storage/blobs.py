@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from backend.config import Settings
-from backend.db.volume_db import fsync_dir
+from backend.storage.atomic import AtomicFile, publish
 
 
 class UnsafePathError(ValueError):
@@ -112,39 +112,24 @@ class BlobStore:
         return self.write_chunks(rel, [data])
 
     def write_chunks(self, rel: str, chunks: Iterable[bytes]) -> StoredBlob:
-        tmp = self.new_tmp_path()
+        target = self.path(rel)
         digest = hashlib.sha256()
-        size = 0
-        try:
-            with open(tmp, "wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-            self._commit(tmp, rel)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return StoredBlob(rel, size, digest.hexdigest())
+        with AtomicFile(self.tmp_dir) as out:
+            for chunk in chunks:
+                out.write(chunk)
+                digest.update(chunk)
+            out.commit(target)
+        return StoredBlob(rel, out.size, digest.hexdigest())
 
     def write_file(self, rel: str, source: Path, *, move: bool = False) -> StoredBlob:
         """Store a file already on disk; ``move`` when it is a staged temp file on the same volume."""
         if move and source.parent == self.tmp_dir:
-            with open(source, "rb+") as handle:
-                os.fsync(handle.fileno())
             digest = sha256_file(source)
             size = source.stat().st_size
-            self._commit(source, rel)
+            publish(source, self.path(rel))
             return StoredBlob(rel, size, digest)
         with open(source, "rb") as handle:
             return self.write_chunks(rel, iter(lambda: handle.read(1024 * 1024), b""))
-
-    def _commit(self, tmp: Path, rel: str) -> None:
-        target = self.path(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
 
     def delete(self, rel: str | None) -> bool:
         if not rel:

@@ -20,13 +20,15 @@ def sine_wav(seconds: float = 3.0, rate: int = 24000, freq: float = 220.0) -> by
     return buf.getvalue()
 
 
-def add_profile_with_sample(services: Services, name: str = "Narrator") -> str:
+def add_profile_with_sample(
+    services: Services, name: str = "Narrator", *, freq: float = 220.0
+) -> str:
     with services.db.write() as session:
         profile = Profile(name=name, language="en")
         session.add(profile)
         session.flush()
         rel = f"profiles/{profile.id}/sample-1.wav"
-        stored = services.blobs.write_bytes(rel, sine_wav())
+        stored = services.blobs.write_bytes(rel, sine_wav(freq=freq))
         session.add(
             ProfileSample(
                 profile_id=profile.id,
