@@ -19,7 +19,8 @@ from backend.db.errors import fault_from_message
 from backend.engines.base import VOICEBOX_QWEN_ENGINE
 from backend.schemas import LANGUAGE_PATTERN, GenerationResponse
 from backend.services.errors import NotFoundError, ValidationError
-from backend.services.generation import FINAL, GenerationInput, GenerationService
+from backend.services.generation import GenerationInput, GenerationService
+from backend.statuses import FINAL
 from backend.storage import effects as fx
 
 router = APIRouter(tags=["generation"])

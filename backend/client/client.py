@@ -46,6 +46,7 @@ from backend.client.errors import (
     ResultOnVolume,
     TransportError,
 )
+from backend.statuses import ACTIVE
 
 if TYPE_CHECKING:
     from backend.client.stream import RemoteStream
@@ -65,7 +66,8 @@ DEFAULT_ASYNC_THRESHOLD = 400
 
 TRANSIENT_STATUS = frozenset({None, 408, 429, 500, 502, 503, 504})
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"})
-PENDING_GENERATION = frozenset({"generating", "queued", "pending", "loading_model", "running"})
+#: still running: the server's active statuses plus words other Voicebox servers have used
+PENDING_GENERATION = frozenset({*ACTIVE, "pending", "running"})
 
 _UUID_RE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"

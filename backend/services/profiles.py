@@ -23,6 +23,7 @@ from backend.db.models import Generation, Profile, ProfileSample, utcnow
 from backend.services.audio_prep import prepare_reference
 from backend.services.common import write_retrying
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
+from backend.statuses import ACTIVE
 from backend.storage.blobs import sha256_file
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ class ProfileService:
                 .select_from(Generation)
                 .where(
                     Generation.profile_id == profile_id,
-                    Generation.status == "generating",
+                    Generation.status.in_(sorted(ACTIVE)),
                     (Generation.lease_expires_at.is_(None))
                     | (Generation.lease_expires_at > utcnow()),
                 )

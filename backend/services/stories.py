@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from backend.db.models import Generation, Story, StoryItem, new_id, utcnow
 from backend.services.common import download_name, write_retrying
 from backend.services.errors import NotFoundError, ValidationError
+from backend.statuses import GenerationStatus
 from backend.storage.mixdown import Clip, mixdown
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ class StoryService:
             generation = session.get(Generation, generation_id)
             if generation is None:
                 raise NotFoundError(f"generation {generation_id!r} not found")
-            if generation.status != "completed" or not generation.audio_path:
+            if generation.status != GenerationStatus.COMPLETED or not generation.audio_path:
                 raise ValidationError(
                     f"generation_id {generation_id!r} is {generation.status}; only completed "
                     "generations can be put in a story"

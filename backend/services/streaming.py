@@ -37,6 +37,7 @@ from backend.db.models import Profile
 from backend.engines.base import OUTPUT_SAMPLE_RATE
 from backend.services.errors import ConflictError, NotFoundError, ServiceError, ValidationError
 from backend.services.generation import GenerationInput, SinkClosed
+from backend.statuses import GenerationStatus
 from backend.storage.audio_stream import StreamGain
 
 if TYPE_CHECKING:
@@ -289,7 +290,7 @@ class StreamingService:
     def _run_unpersisted(
         self, stream: AudioStream, request: GenerationInput, samples: list[tuple[bytes, str]]
     ) -> None:
-        outcome = ("failed", "the stream did not finish")
+        outcome = (GenerationStatus.FAILED, "the stream did not finish")
         try:
             self.services.require_engines().synthesize_detailed(
                 samples,
@@ -301,12 +302,12 @@ class StreamingService:
                 crossfade_ms=request.crossfade_ms,
                 on_audio=stream.push,
             )
-            outcome = ("completed", None)
+            outcome = (GenerationStatus.COMPLETED, None)
         except SinkClosed as exc:
-            outcome = ("cancelled", str(exc))
+            outcome = (GenerationStatus.CANCELLED, str(exc))
         except Exception as exc:  # the reader must learn why the audio stopped
             log.exception("stream failed")
-            outcome = ("failed", str(exc) or type(exc).__name__)
+            outcome = (GenerationStatus.FAILED, str(exc) or type(exc).__name__)
         finally:
             stream.end(*outcome)
 

@@ -35,12 +35,14 @@ def make_wav(seconds: float = 0.2, rate: int = 24000) -> bytes:
 
 def create_stub_app(volume: Path) -> FastAPI:
     """``app.state`` knobs: ``generate_delay`` (seconds), ``pending_polls`` (history reads before a
-    queued generation completes; 0 = POST /generate blocks and completes),
+    queued generation completes; 0 = POST /generate blocks and completes), ``pending_final`` (the status a
+    queued generation ends in: ``completed``, ``failed``/``cancelled`` with an error, None = never ends),
     ``audio_seconds_per_char``.
     """
     app = FastAPI()
     app.state.generate_delay = 0.0
     app.state.pending_polls = 0
+    app.state.pending_final = "completed"
     app.state.audio_seconds_per_char = 0.01
     app.state.export_padding = b""
     profiles: dict[str, dict[str, Any]] = {}
@@ -196,7 +198,10 @@ def create_stub_app(volume: Path) -> FastAPI:
         record = generations[generation_id]
         if record["status"] == "generating":
             polls[generation_id] -= 1
-            if polls[generation_id] <= 0:
+            final = app.state.pending_final
+            if polls[generation_id] <= 0 and final not in (None, "completed"):
+                record.update(status=final, error="Generation cancelled")
+            elif polls[generation_id] <= 0 and final is not None:
                 seconds = max(0.05, len(record["text"]) * app.state.audio_seconds_per_char)
                 record.update(
                     status="completed",
