@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from backend.api.admin import AdminTable, admin_table
 from backend.api.auth import install_api_keys
 from backend.api.errors import install_error_handlers
 from backend.config import Settings
@@ -71,6 +72,11 @@ def api_routers() -> list[APIRouter]:
         # ---- end of ROUTERS ----
     ]
     return routers
+
+
+def api_admin_table() -> AdminTable:
+    """The admin table of the whole API, from its routers (no app, no volume needed)."""
+    return admin_table(route for router in api_routers() for route in router.routes)
 
 
 def install_origin_guard(app: FastAPI, settings: Settings) -> OriginPolicy:

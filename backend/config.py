@@ -183,10 +183,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(**values)
 
 
+def parse_origins(raw: str | None) -> tuple[tuple[str, ...], bool]:
+    """``VOICEBOX_CORS_ORIGINS`` → (extra origins, any origin allowed). ``*`` must be written explicitly."""
+    items = [item.strip().rstrip("/") for item in (raw or "").split(",") if item.strip()]
+    return tuple(item for item in items if item != "*"), "*" in items
+
+
 def _origins(raw: str | None) -> tuple[tuple[str, ...], bool]:
     """Extra allowed browser origins, and whether ``*`` (any origin) was set explicitly."""
-    from backend.http_guard import parse_origins
-
     origins, any_origin = parse_origins(raw)
     for item in origins:
         if "://" not in item:

@@ -25,6 +25,8 @@ need bindfs bindfs "the FUSE volume tests (tests/test_volume_*.py skip them othe
 need strace strace "tests/test_no_network.py traces a worker start for network attempts" || true
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+say "layers contract: lint-imports ([tool.importlinter] in pyproject.toml)"
+.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 if [ $# -gt 0 ]; then exec .venv/bin/python -m pytest -q "$@"; fi
 .venv/bin/python -m pytest -q
 say "torch-free client: a fresh venv with voicebox-worker[client] (scripts/check-client-venv.sh)"

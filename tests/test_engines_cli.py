@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.cli import main
 from backend.engines import hfcache
-from backend.engines.cli import main
 from backend.engines.tiny import DEMO_STT_REPO, DEMO_TTS_REPO
 from tests.support.tiny_models import TinyModels, tiny_models  # noqa: F401 - fixture
 

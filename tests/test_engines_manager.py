@@ -210,7 +210,7 @@ def test_importing_backend_does_not_import_heavy_libraries() -> None:
         "backend.engines.fake",
         "backend.engines.qwen",
         "backend.engines.whisper",
-        "backend.engines.cli",
+        "backend.cli.models",
         "backend.engines.demo",
         "backend.engines.tiny",
         "backend.storage.audio",

@@ -338,9 +338,11 @@ def ensure_model(
     hf_home = configure_hf_env(settings)
     status = check_snapshot(hf_home, repo_id, revision)
     if not status.complete and _is_demo(repo_id):
-        from backend.engines.demo import install_demo_models
+        from backend.engines.tiny import DEMO_STT_REPO, DEMO_TTS_REPO, install_tiny_models
 
-        install_demo_models(hf_home)  # built here, offline: never downloaded
+        install_tiny_models(
+            hf_home, DEMO_TTS_REPO, DEMO_STT_REPO
+        )  # built here, offline: never downloaded
         status = check_snapshot(hf_home, repo_id, revision)
     if not status.complete:
         allowed = (not offline_requested()) if download is None else download

@@ -75,7 +75,7 @@ def build_tiny_qwen3_tts(out: Path) -> dict[str, int]:
     import torch
     import transformers
 
-    from backend.engines.qwen import import_qwen_tts
+    from backend.engines.quiet_imports import import_qwen_tts
 
     import_qwen_tts()
     from qwen_tts.core.models import (

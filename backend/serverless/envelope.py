@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from backend.api.admin import decoded_route
 from backend.config import DEFAULT_MAX_JOB_UPLOAD_BYTES
 
 __all__ = [
@@ -161,12 +162,6 @@ def check_path(raw: str) -> tuple[str, list[tuple[str, str]]]:
             raise ValueError("query string contains characters outside RFC 3986")
         items = parse_qsl(query, keep_blank_values=True)
     return path, items
-
-
-def decoded_route(path: str) -> str:
-    """The path as the app routes it (uvicorn percent-decodes once), without a trailing slash."""
-    route = unquote(path)
-    return route.rstrip("/") or "/"
 
 
 def _flat_value(value: Any, where: str, *, allow_list: bool = True) -> Scalar | list[Scalar] | None:

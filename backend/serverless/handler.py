@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from backend.api.admin import AdminTable, api_admin_table
+from backend.api.admin import AdminTable
 from backend.config import Settings
 from backend.serverless.answers import BodyCollector, OverBudget, serialized_size, useful_headers
 from backend.serverless.envelope import Envelope, EnvelopeError, parse_envelope
@@ -59,7 +59,11 @@ class JobHandler:
         progress_interval: float = 1.0,
     ) -> None:
         self.settings = settings
-        self.admin_routes = admin_routes if admin_routes is not None else api_admin_table()
+        if admin_routes is None:
+            from backend.app import api_admin_table  # the app's routers: only when not given
+
+            admin_routes = api_admin_table()
+        self.admin_routes = admin_routes
         #: ``runpod.serverless.progress_update`` on RunPod: generation jobs report their chunks
         self.progress = progress
         self.progress_interval = progress_interval

@@ -10,19 +10,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from backend.config import Settings
 from backend.storage.atomic import AtomicFile, publish
-
-
-class UnsafePathError(ValueError):
-    """A relative path that would leave the data folder (absolute, ``..``, backslashes)."""
+from backend.storage.paths import UnsafePathError as UnsafePathError
+from backend.storage.paths import no_links_below, safe_relative
 
 
 @dataclass(frozen=True)
@@ -30,39 +27,6 @@ class StoredBlob:
     rel_path: str
     size: int
     sha256: str
-
-
-def safe_relative(rel: str) -> PurePosixPath:
-    if not rel or "\\" in rel or "\x00" in rel:
-        raise UnsafePathError(f"unsafe path {rel!r}")
-    path = PurePosixPath(rel)
-    if path.is_absolute() or any(part in ("..", "") for part in path.parts):
-        raise UnsafePathError(f"unsafe path {rel!r}")
-    return path
-
-
-def no_links_below(root: Path, parts: Sequence[str]) -> Path:
-    """``root/parts``, refusing a path that goes through a symbolic link below ``root``.
-
-    Why: a link planted on the volume (``exports/x -> /etc/passwd``) would otherwise be followed by every open,
-    stat and ``FileResponse``: each existing component under ``root`` is ``lstat``-ed (the check ``O_NOFOLLOW``
-    makes, for every component and not only the last), and what does not exist yet (a file about to be
-    written) cannot be a link. ``root``'s own ancestors are the operator's business (a volume mounted through a
-    link is fine). Costs one ``lstat`` per component below ``root``.
-    """
-    path = root
-    for part in parts:
-        path = path / part
-        try:
-            mode = os.lstat(path).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            break
-        if stat.S_ISLNK(mode):
-            rel = "/".join(parts)
-            raise UnsafePathError(
-                f"{rel!r} goes through a symbolic link on the volume (not a regular file)"
-            )
-    return root.joinpath(*parts)
 
 
 def sha256_file(path: Path) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.config import Settings
-from volume_bootstrap.layout import mount_info
+from backend.storage.mounts import mount_info
 
 PEER_WINDOW_SECONDS = 20.0
 

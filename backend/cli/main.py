@@ -16,29 +16,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from backend import __version__
+from backend.cli.common import (
+    EXIT_DB,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    Handler,
+    emit,
+)
 from backend.cli_report import parse_args, report_failure
 from backend.config import Settings, SettingsError, load_settings
 
 log = logging.getLogger("voicebox.cli")
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DB = 0, 1, 2, 3
-
-Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-class CommandError(RuntimeError):
-    """A failure to report on one line, with its exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def emit(args: argparse.Namespace, data: object, text: str | None = None) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(data, indent=None, sort_keys=True, default=str))
-    else:
-        print(text if text is not None else json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def _database(settings: Settings):  # type: ignore[no-untyped-def]
@@ -233,7 +223,8 @@ def cmd_db_adopt(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- volume
 def cmd_volume_status(args: argparse.Namespace, settings: Settings) -> int:
     from backend.db.volume_db import read_revision
-    from volume_bootstrap.layout import LAYOUT, mount_info
+    from backend.storage.mounts import mount_info
+    from volume_bootstrap.layout import LAYOUT
     from volume_bootstrap.migrate import head_revision, list_backups
 
     info = mount_info(settings.volume)
@@ -296,8 +287,8 @@ def cmd_volume_trash(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_volume_probe(args: argparse.Namespace, settings: Settings) -> int:
+    from backend.storage.probe import run_probe
     from volume_bootstrap.layout import ensure_layout
-    from volume_bootstrap.probe import run_probe
 
     ensure_layout(settings)
     report = run_probe(settings, quick=args.quick, peer_wait=args.peer_wait)
@@ -364,10 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """Command groups that live beside their code: models, profiles bundles, the remote client."""
+    """The other command groups: models, profile bundles, the remote client."""
+    from backend.cli.bundles import add_commands as bundle_commands
+    from backend.cli.models import add_commands as model_commands
     from backend.client.cli import add_commands as client_commands
-    from backend.engines.cli import add_commands as model_commands
-    from backend.services.bundles_cli import add_commands as bundle_commands
 
     return [model_commands, bundle_commands, client_commands]
 
