@@ -170,8 +170,8 @@ class Settings:
     def hf_home(self) -> Path:
         return self.volume / "huggingface"
 
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

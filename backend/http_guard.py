@@ -178,7 +178,7 @@ def _bearer_matches(authorization: str | None, token: str) -> bool:
 def _loopback_connection(scope: Scope) -> bool:
     """Whether the request arrived on a loopback address (ASGI ``server`` is the listening socket's address)."""
     server = scope.get("server")
-    return bool(server) and _is_loopback_ip(str(server[0]))
+    return server is not None and _is_loopback_ip(str(server[0]))
 
 
 class GuardMiddleware:

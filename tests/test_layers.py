@@ -12,7 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LINT = Path(sys.executable).with_name("lint-imports")
 
-pytestmark = pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed (dev extra)")
+pytestmark = pytest.mark.skipif(
+    not LINT.exists(), reason="import-linter is not installed (dev extra)"
+)
 
 
 def _tree(tmp_path: Path) -> Path:

@@ -46,7 +46,7 @@ router = APIRouter(tags=["generation"])
 #: how often a waiting stream checks whether its client is still there
 DISCONNECT_POLL_SECONDS = 0.25
 #: the answer when the synthesis ended without audio: failed → 500, cancelled → 409
-_END_STATUS = {GenerationStatus.FAILED: 500, GenerationStatus.CANCELLED: 409}
+_END_STATUS: dict[str, int] = {GenerationStatus.FAILED: 500, GenerationStatus.CANCELLED: 409}
 STREAM_TYPES = ("audio/wav", "audio/pcm", "audio/mpeg", "audio/ogg")
 
 
@@ -103,7 +103,7 @@ async def audio_bytes(
     stream: AudioStream, encoder: StreamEncoder, request: Request, first: StreamItem
 ) -> AsyncIterator[bytes]:
     """The encoded stream: each piece as soon as it is buffered; the encoder's tail at the end."""
-    item = first
+    item: StreamItem | None = first
     try:
         while True:
             if isinstance(item, StreamEnd):

@@ -45,7 +45,7 @@ class ProgressBar:
             self._drawn = False
 
 
-def _services(settings: Settings):  # type: ignore[no-untyped-def]
+def _services(settings: Settings):
     from backend.services.container import Services
 
     return Services.create(settings)

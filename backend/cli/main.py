@@ -31,7 +31,7 @@ from backend.config import Settings, SettingsError, load_settings
 log = logging.getLogger("voicebox.cli")
 
 
-def _database(settings: Settings):  # type: ignore[no-untyped-def]
+def _database(settings: Settings):
     from backend.db.volume_db import VolumeDatabase
     from volume_bootstrap.migrate import head_revision
 
@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"voicebox-worker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(parent, name: str, handler: Handler, help_text: str):  # type: ignore[no-untyped-def]
+    def add(parent, name: str, handler: Handler, help_text: str):
         p = parent.add_parser(name, help=help_text)
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(handler=handler)

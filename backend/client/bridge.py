@@ -217,6 +217,7 @@ def create_bridge_app(
         async def events() -> AsyncIterator[str]:
             delay = poll_interval
             deadline = time.monotonic() + status_deadline
+            event: dict[str, Any]
             while True:
                 try:
                     answer = await call("GET", f"/history/{generation_id}")

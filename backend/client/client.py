@@ -544,7 +544,7 @@ class VoiceboxClient:
         )
         if not isinstance(answer, dict) or "status" not in answer:
             raise TransportError(f"RunPod API /runsync: unexpected answer {answer!r:.200}")
-        job_id = answer.get("id")
+        job_id = str(answer.get("id") or "")
         if answer["status"] in FINAL_STATES:
             return job_id, self._final_output(str(job_id), answer)
         if not job_id:

@@ -252,13 +252,13 @@ class EngineManager:
             pieces = []
             every = self.settings.stream_decode_frames
             incremental = (
-                on_audio is not None and every > 0 and isinstance(engine, IncrementalTTSEngine)
+                engine
+                if on_audio is not None and every > 0 and isinstance(engine, IncrementalTTSEngine)
+                else None
             )
             for i, chunk in enumerate(chunks):
                 chunk_seed = None if seed is None else int(seed) + i
-                if (
-                    incremental
-                ):  # streams with VOICEBOX_STREAM_DECODE_FRAMES: audio inside the chunk
+                if incremental is not None:  # VOICEBOX_STREAM_DECODE_FRAMES: audio inside the chunk
                     joiner.open_part()
 
                     def emit(samples: np.ndarray, index: int = i) -> None:
@@ -268,9 +268,10 @@ class EngineManager:
                             piece = AudioPiece(
                                 early, samples, index, len(chunks), engine.sample_rate
                             )
-                            on_audio(piece)  # type: ignore[misc]
+                            if on_audio is not None:
+                                on_audio(piece)
 
-                    part = engine.generate_incremental(  # type: ignore[union-attr]
+                    part = incremental.generate_incremental(
                         chunk,
                         prompt,
                         language=language,

@@ -210,7 +210,7 @@ class PromptCache:
     # ------------------------------------------------------------------------------------------ bound
     def entries(self) -> list[tuple[Path, int, float]]:
         """(path, size, mtime) of every entry on disk."""
-        out = []
+        out: list[tuple[Path, int, float]] = []
         if not self.root.is_dir():
             return out
         for p in self.root.glob(f"*/*{_SUFFIX}"):

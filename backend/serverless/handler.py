@@ -191,7 +191,11 @@ class JobHandler:
                 "audio"  # the job carries bytes; SSE framing would be noise here
             )
         return self._http().build_request(
-            "POST", self._url(route), params=env.query_items(), headers=headers, json=body
+            "POST",
+            self._url(route),
+            params=tuple(env.query_items()),
+            headers=headers,
+            json=body,
         )
 
     async def _stream(self, env: Envelope, job_id: str) -> AsyncIterator[dict[str, Any]]:
@@ -263,7 +267,11 @@ class JobHandler:
         elif env.body is not None and env.method != "GET":
             kwargs["json"] = env.body
         return self._http().build_request(
-            env.method, self._url(env.route_path), params=params, headers=headers, **kwargs
+            env.method,
+            self._url(env.route_path),
+            params=tuple(params),
+            headers=headers,
+            **kwargs,
         )
 
     async def _run(self, env: Envelope, job_id: str, job: Any = None) -> dict[str, Any]:
@@ -329,7 +337,7 @@ class JobHandler:
         request = self._http().build_request(
             "GET",
             self._url(f"/audio/{quote(str(body['id']), safe='')}"),
-            params=params,
+            params=tuple(params),
             headers={"X-Request-ID": job_id},
         )
         left = budget - serialized_size(answer) - 256

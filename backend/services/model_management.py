@@ -139,7 +139,7 @@ def hub_downloader(lease_seconds: float) -> Downloader:
         except Exception as exc:  # noqa: BLE001 - the download itself says what is wrong
             log.info("no size for %s: %s", repo_id, exc)
 
-        class Files(tqdm):  # type: ignore[misc,valid-type]
+        class Files(tqdm):
             """The hub's bar of files: stop between files when cancelled."""
 
             def update(self, n: float | None = 1) -> bool | None:

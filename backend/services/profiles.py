@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -191,9 +191,8 @@ class ProfileService:
 
     def delete_profile(self, profile_id: str) -> DeleteResult:
         """Delete the profile, its samples, avatar, files and cached prompts; keep its history rows."""
-        captured: dict[str, object] = {}
 
-        def unit(session: Session) -> DeleteResult:
+        def unit(session: Session) -> tuple[DeleteResult, list[SampleRef], str | None]:
             profile = self._get(session, profile_id)
             busy = session.scalar(
                 select(func.count())
@@ -212,9 +211,8 @@ class ProfileService:
             refs = [
                 SampleRef(s.id, s.audio_path, s.sha256, s.reference_text) for s in profile.samples
             ]
-            captured["refs"] = refs
-            captured["avatar"] = profile.avatar_path
-            kept = session.execute(
+            avatar = profile.avatar_path
+            updated = session.execute(
                 update(Generation)
                 .where(Generation.profile_id == profile_id)
                 .values(
@@ -222,16 +220,16 @@ class ProfileService:
                     profile_name=func.coalesce(Generation.profile_name, profile.name),
                 )
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            )
+            kept = cast("CursorResult[Any]", updated).rowcount  # an UPDATE's result is a cursor's
             session.delete(profile)
-            return DeleteResult(len(refs), int(kept or 0))
+            return DeleteResult(len(refs), int(kept or 0)), refs, avatar
 
-        result = write_retrying(self.db, unit)
-        refs: list[SampleRef] = captured.get("refs", [])  # type: ignore[assignment]
+        result, refs, avatar = write_retrying(self.db, unit)
         self._run_prompt_hooks(profile_id, refs)
         for ref in refs:
             self.blobs.delete(ref.audio_path)
-        self.blobs.delete(captured.get("avatar"))  # type: ignore[arg-type]
+        self.blobs.delete(avatar)
         self.blobs.delete_tree(f"profiles/{profile_id}")
         return result
 
@@ -357,21 +355,17 @@ class ProfileService:
         return sample
 
     def delete_sample(self, sample_id: str) -> None:
-        captured: dict[str, object] = {}
-
-        def unit(session: Session) -> None:
+        def unit(session: Session) -> tuple[SampleRef, str]:
             sample = session.get(ProfileSample, sample_id)
             if sample is None:
                 raise NotFoundError(f"sample {sample_id!r} not found")
-            captured["ref"] = SampleRef(
-                sample.id, sample.audio_path, sample.sha256, sample.reference_text
-            )
-            captured["profile_id"] = sample.profile_id
+            ref = SampleRef(sample.id, sample.audio_path, sample.sha256, sample.reference_text)
+            profile_id = sample.profile_id
             session.delete(sample)
+            return ref, profile_id
 
-        write_retrying(self.db, unit)
-        ref: SampleRef = captured["ref"]  # type: ignore[assignment]
-        self._run_prompt_hooks(str(captured["profile_id"]), [ref])
+        ref, profile_id = write_retrying(self.db, unit)
+        self._run_prompt_hooks(profile_id, [ref])
         self.blobs.delete(ref.audio_path)
 
     # ------------------------------------------------------------------------------------------ avatar

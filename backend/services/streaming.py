@@ -290,7 +290,10 @@ class StreamingService:
     def _run_unpersisted(
         self, stream: AudioStream, request: GenerationInput, samples: list[tuple[bytes, str]]
     ) -> None:
-        outcome = (GenerationStatus.FAILED, "the stream did not finish")
+        outcome: tuple[GenerationStatus, str | None] = (
+            GenerationStatus.FAILED,
+            "the stream did not finish",
+        )
         try:
             self.services.require_engines().synthesize_detailed(
                 samples,

@@ -265,7 +265,7 @@ def run_probe(
         report.timings_ms = op_latencies(folder, 20 if quick else 200)
         if publish:
             sizes = (1,) if quick else (1, 10, 50)
-            report.timings_ms["publish"] = publish_times(settings, folder, sizes)  # type: ignore[assignment]
+            report.timings_ms["publish"] = publish_times(settings, folder, sizes)
         report.checks["lease_takeover_seconds"] = lease_takeover_seconds(folder)
         report.peers = peer_checks(settings.data_dir / ".probe", settings.worker_id, peer_wait)
     finally:
