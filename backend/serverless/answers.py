@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from backend import job_answer as keys
 from backend.config import Settings
 from backend.storage.atomic import AtomicFile
 
@@ -136,19 +137,19 @@ def inline_answer(status: int, headers: dict[str, str], body: bytes) -> dict[str
     kind = answer_kind(content_type)
     if kind == "binary":
         return {
-            "status_code": status,
-            "headers": headers,
-            "is_binary": True,
-            "content_type": media_type(content_type) or "application/octet-stream",
-            "body_base64": base64.b64encode(body).decode("ascii"),
+            keys.STATUS_CODE: status,
+            keys.HEADERS: headers,
+            keys.IS_BINARY: True,
+            keys.CONTENT_TYPE: media_type(content_type) or "application/octet-stream",
+            keys.BODY_BASE64: base64.b64encode(body).decode("ascii"),
         }
     text = body.decode("utf-8", errors="replace")
     if kind == "json" and text.strip():
         try:
-            return {"status_code": status, "headers": headers, "body": json.loads(text)}
+            return {keys.STATUS_CODE: status, keys.HEADERS: headers, keys.BODY: json.loads(text)}
         except ValueError:
             pass  # a JSON content type with a broken body: return the text rather than failing the job
-    return {"status_code": status, "headers": headers, "body": text if text else None}
+    return {keys.STATUS_CODE: status, keys.HEADERS: headers, keys.BODY: text if text else None}
 
 
 def inline_size(status: int, headers: dict[str, str], body: bytes) -> int:
@@ -217,11 +218,11 @@ def spilled_answer(
 ) -> dict[str, Any]:
     """The answer that points at a payload on the volume instead of carrying it."""
     return {
-        "status_code": status,
-        "headers": headers,
-        "spilled": True,
-        "export": info.as_dict(),
-        "message": (
+        keys.STATUS_CODE: status,
+        keys.HEADERS: headers,
+        keys.SPILLED: True,
+        keys.EXPORT: info.as_dict(),
+        keys.MESSAGE: (
             f"the answer ({inline_bytes} bytes serialized) is over the inline budget of {budget} bytes; "
             f"the body was written to voicebox/exports/{info.name} on the volume"
         ),
