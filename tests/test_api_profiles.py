@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from backend.services.container import Services
-from tests.support.api import *  # noqa: F403 - the api fixtures
 from tests.support.api import (
     PNG_1PX,
     add_generation,

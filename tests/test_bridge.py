@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from backend.client.bridge import create_bridge_app
+from tests.support.audio import wav_bytes
 from tests.support.runpod_mock import Stack, start_stack
-from tests.support.voicebox_stub import make_wav
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,7 +44,7 @@ def _run(stack: Stack, scenario: Any, **bridge_kwargs: Any) -> Any:
 
 
 def test_desktop_app_flow(stack: Stack) -> None:
-    wav = make_wav(0.3)
+    wav = wav_bytes(0.3, amp=0.0)
 
     async def scenario(http: httpx.AsyncClient) -> None:
         r = await http.post("/profiles", json={"name": "Desk", "language": "en"})

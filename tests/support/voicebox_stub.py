@@ -13,7 +13,6 @@ import asyncio
 import io
 import json
 import uuid
-import wave
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,7 @@ from typing import Any
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-
-def make_wav(seconds: float = 0.2, rate: int = 24000) -> bytes:
-    """A silent 16-bit mono WAV."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(b"\0\0" * int(seconds * rate))
-    return buffer.getvalue()
+from tests.support.audio import wav_bytes
 
 
 def create_stub_app(volume: Path) -> FastAPI:
@@ -175,7 +165,7 @@ def create_stub_app(volume: Path) -> FastAPI:
             await asyncio.sleep(app.state.generate_delay)
         generation_id = str(uuid.uuid4())
         seconds = max(0.05, len(text) * app.state.audio_seconds_per_char)
-        audio[generation_id] = make_wav(seconds)
+        audio[generation_id] = wav_bytes(seconds, amp=0.0)
         pending = app.state.pending_polls > 0
         record = {
             "id": generation_id,
