@@ -139,8 +139,9 @@ class Services:
 
     def close(self) -> None:
         """Stop what the services started (only those that were used) and close the database."""
-        for name in ("streaming", "generation"):
-            closer = getattr(self.__dict__.get(name), "close", None)
-            if callable(closer):
-                closer()
+        started = self.__dict__  # cached_property stores a service here once it is used
+        if "streaming" in started:
+            self.streaming.close()
+        if "generation" in started:
+            self.generation.close()
         self.db.close()
