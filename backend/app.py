@@ -119,7 +119,7 @@ async def _expire_exports_periodically(settings: Settings) -> None:
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
-    """The app over an already bootstrapped volume; ``services`` lets tests and the lead inject engines."""
+    """The app over an already bootstrapped volume; ``services`` lets tests and the worker's launcher inject engines."""
     owned = services is None
     services = services or Services.create(settings)
 

@@ -106,7 +106,7 @@ class Services:
 
     @cached_property
     def generation(self) -> GenerationService:
-        """The lead's generation service (one per worker: it owns the synthesis thread)."""
+        """The generation service (one per worker: it owns the synthesis thread)."""
         from backend.services.generation import GenerationService
 
         return GenerationService(self)
