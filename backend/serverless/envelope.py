@@ -1,8 +1,8 @@
 """The RunPod job envelope: one HTTP request to the local API, described as JSON.
 
 Why a strict model: the envelope is the only input a RunPod caller controls, and the template worker this
-project replaces built its request as ``BASE_URL + path`` -- so ``"path": "@evil.host/"`` made the worker fetch another host with the worker's network
-position (SSRF). Here ``path`` must be an origin-form path (RFC 9112 §3.2.1) on the local server, checked on the
+project replaces built its request as ``BASE_URL + path`` -- so ``"path": "@evil.host/"`` made the worker fetch
+another host with the worker's network position (SSRF). Here ``path`` must be an origin-form path (RFC 9112 §3.2.1) on the local server, checked on the
 raw text *and* after percent-decoding (uvicorn decodes once before routing; a second pass catches double
 encoding). Header values may not carry CR/LF (smuggling a second request or header), and uploads are base64 checked
 before anything is sent. Every error names the field (``input.files.file.content_base64: ...``) so a caller can
