@@ -359,10 +359,10 @@ class EngineManager:
         """What is configured, loaded and cached; never takes the lock (safe during a long job)."""
         from backend.engines.hfcache import check_snapshot
 
-        def describe(kind: str, engine: Any, repo: str) -> dict[str, Any]:
+        def describe(kind: str, engine: TTSEngine | STTEngine | None, repo: str) -> dict[str, Any]:
             info: dict[str, Any] = {"model": repo, "loaded": False}
             if engine is not None:
-                info.update(engine.info() if hasattr(engine, "info") else {"engine": engine.name})
+                info.update(engine.info())
                 info["loaded"] = engine.is_loaded()
             if repo.strip().lower() == "fake":
                 info["cached"] = True
