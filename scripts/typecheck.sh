@@ -14,5 +14,5 @@ PENDING=(
 )
 if [ "${1:-}" = --all ]; then exec .venv/bin/mypy backend volume_bootstrap migrations; fi
 mapfile -t files < <(git ls-files -co --exclude-standard 'backend/*.py' 'volume_bootstrap/*.py' 'migrations/*.py' \
-  | grep -v -x -F -f <(printf '%s\n' "${PENDING[@]}"))
+  | sort -u | grep -v -x -F -f <(printf '%s\n' "${PENDING[@]}"))
 exec .venv/bin/mypy "${files[@]}"
