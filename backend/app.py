@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from backend.api.admin import AdminTable, admin_table
 from backend.api.auth import install_api_keys
 from backend.api.errors import install_error_handlers
 from backend.config import Settings
@@ -73,6 +74,11 @@ def api_routers() -> list[APIRouter]:
     return routers
 
 
+def api_admin_table() -> AdminTable:
+    """The admin table of the whole API, from its routers (no app, no volume needed)."""
+    return admin_table(route for router in api_routers() for route in router.routes)
+
+
 def install_origin_guard(app: FastAPI, settings: Settings) -> OriginPolicy:
     """CORS for the desktop app's origins (plus ``VOICEBOX_CORS_ORIGINS``), and outside it the guard that
     answers 403 to any other ``Origin`` and to a rebinding ``Host`` (``backend/http_guard.py`` says why).
@@ -113,7 +119,7 @@ async def _expire_exports_periodically(settings: Settings) -> None:
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
-    """The app over an already bootstrapped volume; ``services`` lets tests and the lead inject engines."""
+    """The app over an already bootstrapped volume; ``services`` lets tests and the worker's launcher inject engines."""
     owned = services is None
     services = services or Services.create(settings)
 

@@ -2,8 +2,9 @@
 on stdout as well, so a script reading stdout never gets nothing (``db adopt --json`` used to exit 1 with an
 empty stdout).
 
-Stdlib only: the server CLI (``backend/cli.py``), the model commands and the client's ``remote``/``bridge``
-commands (which may not import the server) all use it.
+Stdlib only, and outside ``backend/cli/`` so that the client package does not depend on the server CLI: the
+server's command groups (``backend/cli/``) and the client's ``remote``/``bridge`` commands (which may not import
+the server) all use it.
 """
 
 from __future__ import annotations

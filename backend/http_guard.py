@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from backend.config import parse_origins as parse_origins  # bridge and serve read it alike
+
 __all__ = [
     "APP_ORIGINS",
     "GuardMiddleware",
@@ -60,12 +62,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def parse_origins(raw: str | None) -> tuple[tuple[str, ...], bool]:
-    """``VOICEBOX_CORS_ORIGINS`` → (extra origins, any origin allowed). ``*`` must be written explicitly."""
-    items = [item.strip().rstrip("/") for item in (raw or "").split(",") if item.strip()]
-    return tuple(item for item in items if item != "*"), "*" in items
 
 
 def host_name(host_header: str) -> str:
@@ -182,7 +178,7 @@ def _bearer_matches(authorization: str | None, token: str) -> bool:
 def _loopback_connection(scope: Scope) -> bool:
     """Whether the request arrived on a loopback address (ASGI ``server`` is the listening socket's address)."""
     server = scope.get("server")
-    return bool(server) and _is_loopback_ip(str(server[0]))
+    return server is not None and _is_loopback_ip(str(server[0]))
 
 
 class GuardMiddleware:

@@ -241,7 +241,7 @@ class HistoryResponse(GenerationResponse):
     profile_name: str | None = None
 
     @classmethod
-    def from_row(cls, row: Generation) -> HistoryResponse:  # type: ignore[override]
+    def from_row(cls, row: Generation) -> HistoryResponse:
         return cls(**cls.fields_from_row(row), profile_name=row.profile_name)
 
 

@@ -1,6 +1,6 @@
 """Entry of the RunPod worker: ``python -m backend.serverless_handler`` (the Dockerfile's command).
 
-Also the seed's local commands: ``SERVERLESS=1 python -m backend.serverless_handler --rp_serve_api`` (RunPod's
+Also RunPod's local test commands: ``SERVERLESS=1 python -m backend.serverless_handler --rp_serve_api`` (RunPod's
 local API on port 8000) and ``--test_input '{"input": ...}'`` (one job, exit code 0/1). The work lives in
 ``backend.serverless.launcher``; this module only starts it, and only when run as a script, so importing it has no
 side effects.

@@ -24,7 +24,8 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from backend.config import Settings, load_settings
-from backend.db.interface import Database, open_database
+from backend.db.factory import open_database
+from backend.db.interface import Database
 from backend.db.models import Generation, Profile
 from volume_bootstrap.bootstrap import bootstrap
 from volume_bootstrap.migrate import head_revision

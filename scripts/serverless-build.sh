@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build (and optionally push) the RunPod serverless image. Same interface as the seed's script.
+# Build (and optionally push) the RunPod serverless image. Same interface as the template worker's script.
 #   scripts/serverless-build.sh [--push] [--tag IMAGE] [--bake-models] [--target serverless|pod]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (CI: .ci/run). With no arguments: set up ./.venv from requirements.lock, lint, every test,
-# the torch-free client check and the image rehearsal. With arguments: lint and `pytest ARGS` only.
+# the torch-free client check and the image rehearsal. With arguments: lint (ruff, the import layers) and
+# `pytest ARGS` only; the type check (mypy) runs only without arguments.
 # System packages a step needs are installed with apt-get when this runs as root, each announced with why;
 # a step whose tool is missing and cannot be installed says so and is skipped (never silently).
 set -euo pipefail
@@ -30,7 +31,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+say "layers contract: lint-imports ([tool.importlinter] in pyproject.toml)"
+.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 if [ $# -gt 0 ]; then exec .venv/bin/python -m pytest -q "$@"; fi
+say "type check: mypy (scripts/typecheck.sh; the modules it still skips are listed there)"
+scripts/typecheck.sh
 .venv/bin/python -m pytest -q
 say "torch-free client: a fresh venv with voicebox-worker[client] (scripts/check-client-venv.sh)"
 scripts/check-client-venv.sh

@@ -7,36 +7,42 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from backend.config import Settings, load_settings
+from tests.support.settings import worker_env
 
-from backend.config import Settings, load_settings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # The server's fixtures need the server's packages; the torch-free client venv (scripts/check-client-venv.sh)
 # runs only the client and bridge tests, without them.
 pytest_plugins: list[str] = (
-    ["tests.support.api", "tests.support.postgres"] if importlib.util.find_spec("numpy") else []
+    ["tests.support.api", "tests.support.tiny_models", "tests.support.postgres"]
+    if importlib.util.find_spec("numpy")
+    else []
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``needs_torch``: marked tests, and every test using the tiny real models, skip with the reason where
+    torch is not installed (the torch-free client venv) instead of failing in a fixture."""
+    if importlib.util.find_spec("torch") is not None:
+        return
+    skip = pytest.mark.skip(
+        reason="needs torch: run it in the server venv (scripts/setup-venv.sh dev)"
+    )
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "needs_torch" in item.keywords or "tiny_models" in fixtures:
+            item.add_marker(skip)
+
+
 def volume_env(volume: Path, local: Path, **extra: str) -> dict[str, str]:
-    env = {
-        "VOICEBOX_VOLUME": str(volume),
-        "VOICEBOX_LOCAL_DIR": str(local),
-        "VOICEBOX_DB_REFRESH_SECONDS": "0",
-        "VOICEBOX_LEASE_SECONDS": "2",
-        "VOICEBOX_LEASE_TIMEOUT": "60",
-        "VOICEBOX_TTS_MODEL": "fake",
-        "VOICEBOX_STT_MODEL": "fake",
-    }
-    env.update(extra)
-    return env
+    """``worker_env`` with short leases: peers of one simulated volume take over from each other quickly."""
+    env = {"VOICEBOX_LEASE_SECONDS": "2", "VOICEBOX_LEASE_TIMEOUT": "60", **extra}
+    return worker_env(volume, local, **env)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from backend.api.admin import ADMIN_KEY, api_admin_table, flat_routes
-from backend.app import api_routers, create_app
+from backend.api.admin import ADMIN_KEY, flat_routes
+from backend.app import api_admin_table, api_routers, create_app
 from backend.config import Settings
 from backend.serverless.handler import JobHandler
 from backend.services.container import Services

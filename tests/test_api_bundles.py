@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 from backend.app import create_app
 from backend.db.models import Generation, Profile, ProfileSample
 from backend.services.container import Services
-from tests.support.api import *  # noqa: F403 - the api fixtures
 from tests.support.api import (
     PNG_1PX,
     add_generation,
@@ -326,7 +325,7 @@ def test_import_form_errors(api_client: TestClient) -> None:
     assert r.status_code == 400 and "/library/import" in r.json()["detail"]
 
 
-def test_bundle_upload_size_limit(tmp_path: Path, volume_template: Path) -> None:  # noqa: F811
+def test_bundle_upload_size_limit(tmp_path: Path, volume_template: Path) -> None:
     volume = fresh_volume(volume_template, tmp_path / "v")
     settings = api_settings_for(volume, tmp_path / "l", VOICEBOX_MAX_BUNDLE_MB="0.5")
     services = Services.create(settings)
@@ -341,7 +340,7 @@ def test_bundle_upload_size_limit(tmp_path: Path, volume_template: Path) -> None
 
 # ---------------------------------------------------------------------------------------------- library
 @pytest.fixture
-def second_volume(tmp_path: Path, volume_template: Path) -> Iterator[tuple[TestClient, Services]]:  # noqa: F811
+def second_volume(tmp_path: Path, volume_template: Path) -> Iterator[tuple[TestClient, Services]]:
     volume = fresh_volume(volume_template, tmp_path / "other-volume")
     settings = api_settings_for(volume, tmp_path / "other-local", worker_id="other")
     services = Services.create(settings)

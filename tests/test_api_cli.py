@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 from backend.app import create_app
 from backend.cli import main
 from backend.services.container import Services
-from tests.support.api import *  # noqa: F403 - the api fixtures
 from tests.support.api import (
     PNG_1PX,
     add_generation,
@@ -19,23 +18,17 @@ from tests.support.api import (
     fresh_volume,
     voicebox_v10_bundle,
 )
+from tests.support.settings import worker_env
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, volume: Path, local: Path) -> None:
-    for key, value in {
-        "VOICEBOX_VOLUME": str(volume),
-        "VOICEBOX_LOCAL_DIR": str(local),
-        "VOICEBOX_DB_REFRESH_SECONDS": "0",
-        "VOICEBOX_TTS_MODEL": "fake",
-        "VOICEBOX_STT_MODEL": "fake",
-        "VOICEBOX_WORKER_ID": "cli",
-    }.items():
+    for key, value in worker_env(volume, local, VOICEBOX_WORKER_ID="cli").items():
         monkeypatch.setenv(key, value)
 
 
 def test_cli_export_all_then_import_on_another_volume(
     tmp_path: Path,
-    volume_template: Path,  # noqa: F811
+    volume_template: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

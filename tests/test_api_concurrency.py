@@ -15,8 +15,8 @@ from sqlalchemy import select
 from backend.app import create_app
 from backend.db.models import Profile, ProfileSample
 from backend.services.container import Services
-from tests.support.api import *  # noqa: F403 - the api fixtures
 from tests.support.api import api_settings_for, fresh_volume
+from tests.support.settings import worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_WORKER = 4
@@ -25,7 +25,7 @@ PER_WORKER = 4
 @pytest.mark.slow
 def test_two_worker_processes_create_and_edit_concurrently(
     tmp_path: Path,
-    volume_template: Path,  # noqa: F811
+    volume_template: Path,
 ) -> None:
     volume = fresh_volume(volume_template, tmp_path / "shared-volume")
     settings = api_settings_for(volume, tmp_path / "parent")
@@ -37,16 +37,13 @@ def test_two_worker_processes_create_and_edit_concurrently(
     for name in ("wa", "wb"):
         env = dict(os.environ)
         env.update(
-            {
-                "VOICEBOX_VOLUME": str(volume),
-                "VOICEBOX_LOCAL_DIR": str(tmp_path / f"local-{name}"),
-                "VOICEBOX_WORKER_ID": name,
-                "VOICEBOX_DB_REFRESH_SECONDS": "0",
-                "VOICEBOX_TTS_MODEL": "fake",
-                "VOICEBOX_STT_MODEL": "fake",
-                "VOICEBOX_LEASE_TIMEOUT": "60",
-                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            }
+            worker_env(
+                volume,
+                tmp_path / f"local-{name}",
+                VOICEBOX_WORKER_ID=name,
+                VOICEBOX_LEASE_TIMEOUT="60",
+                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            )
         )
         procs.append(
             subprocess.Popen(
@@ -88,7 +85,7 @@ def test_two_worker_processes_create_and_edit_concurrently(
     services.close()
 
 
-def test_two_in_process_workers_rename_conflict(tmp_path: Path, volume_template: Path) -> None:  # noqa: F811
+def test_two_in_process_workers_rename_conflict(tmp_path: Path, volume_template: Path) -> None:
     """Two workers (own database copies) renaming different profiles to one name: one gets 409."""
     volume = fresh_volume(volume_template, tmp_path / "v")
     s1 = api_settings_for(volume, tmp_path / "l1", worker_id="one")

@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 
 from backend.db.models import Generation
 from backend.services.container import Services
-from tests.support.api import *  # noqa: F403 - the api fixtures
 from tests.support.api import add_generation, audio_bytes, files_under
 
 pytestmark = pytest.mark.both_backends

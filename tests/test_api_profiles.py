@@ -6,7 +6,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.services.container import Services
-from tests.support.api import *  # noqa: F403 - the api fixtures
 from tests.support.api import (
     PNG_1PX,
     add_generation,
@@ -130,9 +129,6 @@ def test_delete_profile_removes_files_and_keeps_history(
         ).status_code
         == 200
     )
-    prompt_dir = api_services.settings.cache_dir / "prompts" / p["id"]
-    prompt_dir.mkdir(parents=True)
-    (prompt_dir / "p.safetensors").write_bytes(b"x")
     seen: list[tuple[str, int]] = []
     api_services.profiles.prompt_hooks.append(lambda pid, refs: seen.append((pid, len(refs))))
     gen_id = add_generation(api_services, profile_id=p["id"], profile_name=p["name"])
@@ -143,7 +139,6 @@ def test_delete_profile_removes_files_and_keeps_history(
     assert r.json()["samples_deleted"] == 1 and r.json()["generations_kept"] == 1
     assert seen == [(p["id"], 1)]
     assert not (api_services.settings.data_dir / "profiles" / p["id"]).exists()
-    assert not prompt_dir.exists()
     item = api_client.get(f"/history/{gen_id}").json()
     assert item["profile_id"] is None and item["profile_name"] == "Gone Soon"
     assert api_client.get(f"/audio/{gen_id}").status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,14 +15,13 @@ from sqlalchemy import func, select
 from backend.app import create_app
 from backend.db.models import ProfileSample
 from backend.services.container import Services
-from tests.support.api import *  # noqa: F403 - the api fixtures
 from tests.support.api import (
     api_settings_for,
     audio_bytes,
     files_under,
     fresh_volume,
-    silent_wav,
 )
+from tests.support.audio import wav_bytes
 
 
 def _profile(client: TestClient) -> str:
@@ -41,13 +41,6 @@ def _nothing_written(services: Services) -> None:
     assert files_under(services.settings.tmp_dir) == []
     with services.db.read() as session:
         assert session.scalar(select(func.count()).select_from(ProfileSample)) == 0
-
-
-def _quiet_wav() -> bytes:
-    buf = io.BytesIO()
-    quiet = (0.004 * np.sin(np.arange(24000 * 3) / 7)).astype(np.float32)
-    sf.write(buf, quiet, 24000, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
 
 
 def _can_encode_mp3() -> bool:
@@ -117,9 +110,9 @@ def test_canonical_wav_is_kept_byte_for_byte(
     ("data", "needle"),
     [
         (audio_bytes(1.0), "at least 2"),
-        (silent_wav(3.0), "silent"),
+        (wav_bytes(3.0, amp=0.0), "silent"),
         (audio_bytes(50.0, fmt="FLAC"), "at most 30"),
-        (_quiet_wav(), "silent"),
+        (wav_bytes(3.0, amp=0.004, freq=24000 / (2 * math.pi * 7)), "silent"),
         (b"this is not audio at all" * 100, "could not"),
         (b"", "could not"),
     ],
@@ -158,7 +151,7 @@ def test_reference_text_validation(api_client: TestClient, api_services: Service
 
 
 @pytest.fixture
-def small_limit_client(tmp_path, volume_template) -> Iterator[tuple[TestClient, Services]]:  # noqa: F811
+def small_limit_client(tmp_path, volume_template) -> Iterator[tuple[TestClient, Services]]:
     volume = fresh_volume(volume_template, tmp_path / "small")
     settings = api_settings_for(volume, tmp_path / "local-small", VOICEBOX_MAX_UPLOAD_MB="1")
     services = Services.create(settings)

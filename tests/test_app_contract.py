@@ -509,7 +509,7 @@ def test_model_bad_input_is_a_4xx_that_writes_nothing(app: App, monkeypatch) -> 
 
 def test_new_state_changing_routes_are_admin_routes_in_both_gates() -> None:
     """The app's model and cache management changes shared state: admin in the one table both gates read."""
-    from backend.api.admin import api_admin_table
+    from backend.app import api_admin_table
 
     table = api_admin_table()
     for method, path in [

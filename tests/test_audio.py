@@ -23,18 +23,7 @@ from backend.storage.audio import (
     rms,
     validate_reference,
 )
-
-
-def tone(seconds: float, sr: int = TARGET_SR, amp: float = 0.3, freq: float = 220.0) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def wav_bytes(audio: np.ndarray, sr: int, channels: int = 1) -> bytes:
-    buf = io.BytesIO()
-    data = np.stack([audio] * channels, axis=1) if channels > 1 else audio
-    sf.write(buf, data, sr, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+from tests.support.audio import encode, tone
 
 
 def _libsndfile_can(fmt: str) -> bool:
@@ -78,7 +67,7 @@ def test_unsupported_format_and_garbage() -> None:
 
 
 def test_stereo_44k_becomes_24k_mono() -> None:
-    audio = load_audio(wav_bytes(tone(2.0, 44100), 44100, channels=2))
+    audio = load_audio(encode(tone(2.0, 44100), 44100, channels=2))
     assert audio.ndim == 1 and audio.dtype == np.float32
     assert abs(audio.size - 2 * TARGET_SR) <= 2
     assert abs(rms(audio) - rms(tone(2.0))) < 0.01
@@ -106,7 +95,7 @@ def test_reference_rules() -> None:
 
 
 def test_prepare_reference_from_upload() -> None:
-    audio, sr = prepare_reference(wav_bytes(tone(3.0, 16000), 16000))
+    audio, sr = prepare_reference(encode(tone(3.0, 16000), 16000))
     assert sr == TARGET_SR and abs(audio.size - 3 * TARGET_SR) <= 2
 
 

@@ -10,9 +10,8 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.api.admin import api_admin_table
 from backend.api.auth import KeyChecker
-from backend.app import create_app
+from backend.app import api_admin_table, create_app
 from backend.config import Settings
 from backend.serverless.launcher import ServerThread
 from backend.services.container import Services

@@ -18,9 +18,7 @@ from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.services.container import Services
-from tests.support.api import *  # noqa: F403 - the api fixtures
 from tests.support.api import api_settings_for, audio_bytes, fresh_volume
-from tests.support.tiny_models import tiny_models  # noqa: F401 - session fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +36,7 @@ def _profile_with_sample(client) -> str:  # type: ignore[no-untyped-def]
 
 def test_full_queue_answers_429_and_frees_its_slots(
     tmp_path: Path,
-    volume_template: Path,  # noqa: F811
+    volume_template: Path,
 ) -> None:
     volume = fresh_volume(volume_template, tmp_path / "volume")
     settings = api_settings_for(volume, tmp_path / "local", VOICEBOX_MAX_QUEUED="2")
@@ -98,7 +96,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_fifty_concurrent_generations_some_429_health_stays_fast(tiny_models, tmp_path):  # noqa: F811
+def test_fifty_concurrent_generations_some_429_health_stays_fast(tiny_models, tmp_path):
     volume = tmp_path / "volume"
     volume.mkdir()
     tiny_models.copy_cache_to(volume)

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from backend.client.bridge import create_bridge_app
+from tests.support.audio import wav_bytes
 from tests.support.runpod_mock import Stack, start_stack
-from tests.support.voicebox_stub import make_wav
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,7 +44,7 @@ def _run(stack: Stack, scenario: Any, **bridge_kwargs: Any) -> Any:
 
 
 def test_desktop_app_flow(stack: Stack) -> None:
-    wav = make_wav(0.3)
+    wav = wav_bytes(0.3, amp=0.0)
 
     async def scenario(http: httpx.AsyncClient) -> None:
         r = await http.post("/profiles", json={"name": "Desk", "language": "en"})
@@ -228,3 +228,42 @@ def test_star_is_explicit_and_warned(
             assert null.status_code == 403  # never, even with *
 
     asyncio.run(go())
+
+
+def _status_events(stack: Stack, final: str | None, **bridge_kwargs: Any) -> list[dict[str, Any]]:
+    """The events of an emulated status stream for a queued generation that ends in ``final``."""
+
+    async def scenario(http: httpx.AsyncClient) -> list[dict[str, Any]]:
+        profile = (await http.post("/profiles", json={"name": "C"})).json()
+        stack.app.state.pending_polls = 2
+        stack.app.state.pending_final = final
+        generation = (
+            await http.post("/generate", json={"profile_id": profile["id"], "text": "later"})
+        ).json()
+        r = await http.get(f"/generate/{generation['id']}/status")
+        return [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data:")]
+
+    return _run(stack, scenario, **bridge_kwargs)
+
+
+def _history_polls(stack: Stack) -> int:
+    return sum(1 for method, path, _ in stack.app.state.seen if path.startswith("/history/"))
+
+
+@pytest.mark.parametrize("final", ["cancelled", "failed"])
+def test_bridge_status_stream_stops_on_cancelled_and_failed(stack: Stack, final: str) -> None:
+    """Every final status ends the emulated stream: no further billed polls after it."""
+    events = _status_events(stack, final)
+    assert [e["status"] for e in events] == ["generating", final]
+    assert events[-1]["error"] == "Generation cancelled"
+    assert _history_polls(stack) == 2
+
+
+def test_bridge_status_stream_has_a_deadline(stack: Stack) -> None:
+    """A generation that never finishes stops being polled once ``status_deadline`` has passed."""
+    events = _status_events(stack, None, status_deadline=0.3)
+    assert events and {e["status"] for e in events} == {"generating"}
+    polls = _history_polls(stack)
+    assert (
+        1 <= polls <= 30
+    )  # poll interval 0.02 s growing ×1.5: a handful in 0.3 s, never unbounded

@@ -31,8 +31,8 @@ from backend.client.errors import (
     ResultOnVolume,
     TransportError,
 )
+from tests.support.audio import wav_bytes
 from tests.support.runpod_mock import RunPodMock, Stack, start_stack
-from tests.support.voicebox_stub import make_wav
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,7 +59,7 @@ def stack(stack_factory) -> Stack:
 def _voice(client: VoiceboxClient, tmp_path: Path, name: str = "Alice") -> dict[str, Any]:
     profile = client.create_profile(name, description="test voice")
     clip = tmp_path / "clip.wav"
-    clip.write_bytes(make_wav(0.3))
+    clip.write_bytes(wav_bytes(0.3, amp=0.0))
     client.add_sample(name, clip, "Hello there, this is a test.")
     return profile
 
@@ -291,7 +291,7 @@ def test_large_import_goes_through_the_volume(stack: Stack, tmp_path: Path) -> N
 def test_payload_over_run_cap_uses_runsync(stack: Stack, tmp_path: Path) -> None:
     client = stack.client(run_payload_limit=5_000)
     clip = tmp_path / "clip.wav"
-    clip.write_bytes(make_wav(0.5))  # 24 KB, 32 KB as base64
+    clip.write_bytes(wav_bytes(0.5, amp=0.0))  # 24 KB, 32 KB as base64
     client.transcribe(clip)
     assert stack.mock.kinds() == ["runsync"]
     client2 = stack.client(runsync_payload_limit=5_000)

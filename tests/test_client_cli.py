@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from backend.client.cli import add_commands, main
+from tests.support.audio import wav_bytes
 from tests.support.runpod_mock import Stack, start_stack
-from tests.support.voicebox_stub import make_wav
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +35,7 @@ def test_remote_commands(stack: Stack, tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["remote", "profiles", "create", "Alice", "--language", "en"]) == 0
     assert "created Alice" in capsys.readouterr().out
     clip = tmp_path / "clip.wav"
-    clip.write_bytes(make_wav(0.3))
+    clip.write_bytes(wav_bytes(0.3, amp=0.0))
     assert main(["remote", "profiles", "add-sample", "Alice", str(clip), "--text", "Hi."]) == 0
     capsys.readouterr()
     assert main(["remote", "profiles", "list", "--json"]) == 0

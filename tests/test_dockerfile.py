@@ -16,14 +16,13 @@ import sys
 import tomllib
 from pathlib import Path
 
+import lockcheck
 import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-sys.path.insert(0, str(ROOT / "scripts"))
-import lockcheck  # noqa: E402
 
 #: Debian release -> the python3 it ships (the image's Python)
 DEBIAN_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}

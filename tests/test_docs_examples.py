@@ -16,12 +16,11 @@ import re
 import shutil
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.support.audio import write_wav
 from tests.support.local_worker import LocalWorker, start_local_worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,16 +59,6 @@ def test_every_example_that_talks_to_a_worker_is_marked() -> None:
     assert sum(marker == "run" for _w, _l, marker, _b in BLOCKS) >= 5
 
 
-def _wav(path: Path, seconds: float, rate: int = 24_000) -> None:
-    t = np.arange(int(seconds * rate)) / rate
-    pcm = (0.3 * np.sin(2 * np.pi * 180 * t) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm.tobytes())
-
-
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     worker = start_local_worker(tmp_path_factory.mktemp("docs-worker"))
@@ -84,8 +73,8 @@ def workspace(tmp_path: Path, worker: LocalWorker) -> Path:
     listed = worker.runsync({"method": "GET", "path": "/profiles"})["output"]["body"]
     for profile in listed:
         worker.runsync({"method": "DELETE", "path": f"/profiles/{profile['id']}"})
-    _wav(tmp_path / "me.wav", 10.0)
-    _wav(tmp_path / "alice.wav", 4.0)
+    write_wav(tmp_path / "me.wav", 10.0, freq=180.0)
+    write_wav(tmp_path / "alice.wav", 4.0, freq=180.0)
     (tmp_path / "chapter1.txt").write_text("It was a bright cold day in April. " * 20)
     shutil.copy(tmp_path / "me.wav", tmp_path / "ref.wav")
     return tmp_path

@@ -14,14 +14,13 @@ from fastapi.testclient import TestClient
 from backend.app import create_app
 from backend.services.container import Services
 from tests.support.api import audio_bytes
-from tests.support.tiny_models import tiny_models  # noqa: F401 - session fixture
 from volume_bootstrap.bootstrap import bootstrap
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs_torch]
 
 
 @pytest.fixture
-def tiny_worker(tiny_models, tmp_path: Path):  # noqa: F811
+def tiny_worker(tiny_models, tmp_path: Path):
     volume = tmp_path / "volume"
     volume.mkdir()
     tiny_models.copy_cache_to(volume)

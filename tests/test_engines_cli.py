@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from backend.cli import main
 from backend.engines import hfcache
-from backend.engines.cli import main
 from backend.engines.tiny import DEMO_STT_REPO, DEMO_TTS_REPO
-from tests.support.tiny_models import TinyModels, tiny_models  # noqa: F401 - fixture
+from tests.support.tiny_models import TinyModels
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_status_names_the_default_model_and_its_prefetch_command(
 
 def test_install_demo_then_status_ok(
     volume: Path,
-    tiny_models: TinyModels,  # noqa: F811 - installs the torchaudio stub and builds once
+    tiny_models: TinyModels,
     capsys,  # type: ignore[no-untyped-def]
 ) -> None:
     code, data, _ = run(capsys, "models", "install-demo", "--json")
@@ -78,7 +78,7 @@ def test_install_demo_then_status_ok(
 
 def test_status_without_settings_points_at_the_installed_demo_models(
     volume: Path,
-    tiny_models: TinyModels,  # noqa: F811
+    tiny_models: TinyModels,
     monkeypatch: pytest.MonkeyPatch,
     capsys,  # type: ignore[no-untyped-def]
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import threading
@@ -11,32 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from backend.config import load_settings
 from backend.engines.base import STTEngine, TTSEngine
 from backend.engines.fake import FAKE_TRANSCRIPT, FakeSTTEngine, FakeTTSEngine
 from backend.engines.manager import EngineManager
+from tests.support.audio import wav_bytes
+from tests.support.settings import worker_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def settings(tmp_path: Path, **extra: str):
-    env = {
-        "VOICEBOX_VOLUME": str(tmp_path / "volume"),
-        "VOICEBOX_LOCAL_DIR": str(tmp_path / "local"),
-        "VOICEBOX_TTS_MODEL": "fake",
-        "VOICEBOX_STT_MODEL": "fake",
-    }
-    env.update(extra)
-    return load_settings(env)
-
-
-def wav(seconds: float = 3.0, freq: float = 200.0) -> bytes:
-    t = np.arange(int(seconds * 24000)) / 24000
-    buf = io.BytesIO()
-    sf.write(buf, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 24000, format="WAV")
-    return buf.getvalue()
+    return worker_settings(tmp_path / "volume", tmp_path / "local", **extra)
 
 
 def test_fakes_satisfy_the_protocols() -> None:
@@ -58,7 +43,7 @@ def test_fake_selected_by_setting_and_loaded_lazily(tmp_path: Path) -> None:
 def test_synthesize_caches_prompt_and_is_deterministic(tmp_path: Path) -> None:
     s = settings(tmp_path)
     mgr = EngineManager(s)
-    samples = [(wav(), "reference")]
+    samples = [(wav_bytes(freq=200.0), "reference")]
     a = mgr.synthesize(samples, "Hello there. " * 10, "en", 1, None, max_chunk_chars=40)
     b = mgr.synthesize(samples, "Hello there. " * 10, "en", 1, None, max_chunk_chars=40)
     assert np.array_equal(a, b) and a.dtype == np.float32
@@ -67,7 +52,7 @@ def test_synthesize_caches_prompt_and_is_deterministic(tmp_path: Path) -> None:
     other = EngineManager(s)  # another worker on the same volume
     other.synthesize(samples, "Hi.", "en", 1, None)
     assert other.stats.prompt_builds == 0 and other.stats.prompt_cache_hits == 1
-    changed = [(wav(freq=300.0), "reference")]
+    changed = [(wav_bytes(freq=300.0), "reference")]
     other.synthesize(changed, "Hi.", "en", 1, None)
     assert other.stats.prompt_builds == 1  # a changed sample invalidates
 
@@ -84,7 +69,7 @@ def test_progress_callback_can_cancel(tmp_path: Path) -> None:
 
     with pytest.raises(Cancelled):
         mgr.synthesize(
-            [(wav(), "x")],
+            [(wav_bytes(freq=200.0), "x")],
             "One. Two. Three. Four.",
             None,
             None,
@@ -94,14 +79,14 @@ def test_progress_callback_can_cancel(tmp_path: Path) -> None:
         )
     assert mgr.stats.chunks == 2 and mgr.stats.generations == 0
     with pytest.raises(ValueError, match="empty"):
-        mgr.synthesize([(wav(), "x")], "   ", None, None, None)
+        mgr.synthesize([(wav_bytes(freq=200.0), "x")], "   ", None, None, None)
     with pytest.raises(ValueError, match="no samples"):
         mgr.synthesize([], "Hi", None, None, None)
 
 
 def test_transcribe_bytes_and_arrays(tmp_path: Path) -> None:
     mgr = EngineManager(settings(tmp_path))
-    assert mgr.transcribe(wav()) == FAKE_TRANSCRIPT
+    assert mgr.transcribe(wav_bytes(freq=200.0)) == FAKE_TRANSCRIPT
     assert mgr.transcribe(np.zeros(16000, dtype=np.float32), 16000) == ""
     with pytest.raises(ValueError):
         mgr.transcribe(np.zeros(10, dtype=np.float32))
@@ -137,7 +122,12 @@ def test_one_lock_serialises_loads_and_generation(tmp_path: Path) -> None:
     def work(i: int) -> None:
         try:
             mgr.synthesize(
-                [(wav(), "x")], f"Sentence {i}. Another one.", None, i, None, max_chunk_chars=12
+                [(wav_bytes(freq=200.0), "x")],
+                f"Sentence {i}. Another one.",
+                None,
+                i,
+                None,
+                max_chunk_chars=12,
             )
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
@@ -210,7 +200,7 @@ def test_importing_backend_does_not_import_heavy_libraries() -> None:
         "backend.engines.fake",
         "backend.engines.qwen",
         "backend.engines.whisper",
-        "backend.engines.cli",
+        "backend.cli.models",
         "backend.engines.demo",
         "backend.engines.tiny",
         "backend.storage.audio",

@@ -18,11 +18,9 @@ import soundfile as sf
 from backend.engines.chunking import split_text
 from backend.engines.manager import EngineManager
 from backend.engines.prompt_cache import PromptCache
-from tests.support.tiny_models import (  # noqa: F401 - fixtures
-    TinyModels,
-    tiny_models,
-    tiny_tts_engine,
-)
+from tests.support.tiny_models import TinyModels
+
+pytestmark = pytest.mark.needs_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 24000
@@ -41,7 +39,7 @@ def manager(models: TinyModels, engine, volume: Path, **extra: str) -> EngineMan
     return EngineManager(models.settings(volume, **extra), tts_factory=lambda _s: engine)
 
 
-def test_engine_loaded_by_repo_id_offline(tiny_models: TinyModels, tiny_tts_engine) -> None:  # noqa: F811
+def test_engine_loaded_by_repo_id_offline(tiny_models: TinyModels, tiny_tts_engine) -> None:
     engine = tiny_tts_engine
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert engine.is_loaded() and engine.repo_id == tiny_models.tts_repo
@@ -50,7 +48,7 @@ def test_engine_loaded_by_repo_id_offline(tiny_models: TinyModels, tiny_tts_engi
     assert engine.sample_rate == 24000
 
 
-def test_prompt_and_generate(tiny_tts_engine) -> None:  # noqa: F811
+def test_prompt_and_generate(tiny_tts_engine) -> None:
     audio, sr = sf.read(io.BytesIO(clip()), dtype="float32")
     prompt = tiny_tts_engine.build_prompt([(audio, sr, "hello there")])
     assert prompt.arrays["ref_code"].ndim == 2 and prompt.arrays["ref_code"].dtype == np.int64
@@ -62,8 +60,8 @@ def test_prompt_and_generate(tiny_tts_engine) -> None:  # noqa: F811
 
 
 def test_synthesize_wav_and_same_seed_same_audio(
-    tiny_models: TinyModels,  # noqa: F811
-    tiny_tts_engine,  # noqa: F811
+    tiny_models: TinyModels,
+    tiny_tts_engine,
     tmp_path: Path,
 ) -> None:
     mgr = manager(tiny_models, tiny_tts_engine, tmp_path / "v")
@@ -85,8 +83,8 @@ def test_synthesize_wav_and_same_seed_same_audio(
 
 
 def test_long_text_is_chunked_and_nothing_dropped(
-    tiny_models: TinyModels,  # noqa: F811
-    tiny_tts_engine,  # noqa: F811
+    tiny_models: TinyModels,
+    tiny_tts_engine,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -127,8 +125,8 @@ def test_long_text_is_chunked_and_nothing_dropped(
 
 
 def test_prompt_cache_hit_from_a_second_manager(
-    tiny_models: TinyModels,  # noqa: F811
-    tiny_tts_engine,  # noqa: F811
+    tiny_models: TinyModels,
+    tiny_tts_engine,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -163,8 +161,8 @@ def test_prompt_cache_hit_from_a_second_manager(
 
 
 def test_second_worker_process_reuses_prompt(
-    tiny_models: TinyModels,  # noqa: F811
-    tiny_tts_engine,  # noqa: F811
+    tiny_models: TinyModels,
+    tiny_tts_engine,
     tmp_path: Path,
 ) -> None:
     """A second worker *process* loads the model offline and generates with zero prompt rebuilds."""
@@ -209,8 +207,8 @@ print(json.dumps({{"stats": mgr.stats.as_dict(), "n": int(audio.size),
 
 
 def test_prompt_cache_is_bounded_through_manager(
-    tiny_models: TinyModels,  # noqa: F811
-    tiny_tts_engine,  # noqa: F811
+    tiny_models: TinyModels,
+    tiny_tts_engine,
     tmp_path: Path,
 ) -> None:
     volume = tmp_path / "v"
@@ -223,8 +221,8 @@ def test_prompt_cache_is_bounded_through_manager(
 
 
 def test_streamed_pieces_are_the_whole_output_with_the_real_engine(
-    tiny_models: TinyModels,  # noqa: F811
-    tiny_tts_engine,  # noqa: F811
+    tiny_models: TinyModels,
+    tiny_tts_engine,
     tmp_path: Path,
 ) -> None:
     """Qwen3-TTS streamed chunk by chunk (``on_audio``) gives the samples of the non-streamed call with the same
@@ -246,8 +244,8 @@ def test_streamed_pieces_are_the_whole_output_with_the_real_engine(
 
 
 def test_incremental_decoding_streams_inside_a_chunk(
-    tiny_models: TinyModels,  # noqa: F811
-    tiny_tts_engine,  # noqa: F811
+    tiny_models: TinyModels,
+    tiny_tts_engine,
     tmp_path: Path,
 ) -> None:
     """VOICEBOX_STREAM_DECODE_FRAMES: audio leaves every few codec frames while the talker still runs; the

@@ -7,11 +7,6 @@ from itertools import pairwise
 import numpy as np
 
 from backend.engines.whisper import WINDOW_SECONDS, split_windows
-from tests.support.tiny_models import (  # noqa: F401 - fixtures
-    TinyModels,
-    tiny_models,
-    tiny_stt_engine,
-)
 
 
 def test_windows_cover_everything_and_cut_at_quiet_points() -> None:
@@ -27,7 +22,7 @@ def test_windows_cover_everything_and_cut_at_quiet_points() -> None:
     assert len(split_windows(audio[: 10 * sr], sr)) == 1
 
 
-def test_45_second_clip_in_several_windows(tiny_stt_engine) -> None:  # noqa: F811
+def test_45_second_clip_in_several_windows(tiny_stt_engine) -> None:
     sr = 24000
     t = np.arange(45 * sr) / sr
     audio = (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
@@ -50,6 +45,6 @@ def test_45_second_clip_in_several_windows(tiny_stt_engine) -> None:  # noqa: F8
     assert tiny_stt_engine.transcribe(audio[:0], sr, "en") == ""
 
 
-def test_unknown_language_falls_back_to_detection(tiny_stt_engine) -> None:  # noqa: F811
+def test_unknown_language_falls_back_to_detection(tiny_stt_engine) -> None:
     assert tiny_stt_engine._language_kwargs("xx") == {"task": "transcribe"}
     assert tiny_stt_engine._language_kwargs("en") == {"task": "transcribe", "language": "en"}

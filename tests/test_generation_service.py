@@ -98,9 +98,9 @@ def _orphan_intent(services, *, expired: bool, with_file: bool) -> str:
         session.flush()
         gen_id, rel = row.id, row.audio_path
     if with_file:
-        from tests.support.generation import sine_wav
+        from tests.support.audio import wav_bytes
 
-        services.blobs.write_bytes(rel, sine_wav(1.0))
+        services.blobs.write_bytes(rel, wav_bytes(1.0))
     return gen_id
 
 

@@ -23,7 +23,7 @@ from backend.engines.hfcache import (
     repo_cache_dir,
 )
 from backend.engines.tiny import install_into_hf_cache
-from tests.support.tiny_models import TinyModels, tiny_models  # noqa: F401 - fixture
+from tests.support.tiny_models import TinyModels
 
 REPO = "acme/tiny-qwen-like"
 
@@ -196,7 +196,7 @@ def test_download_failure_is_a_clear_error(
 
 
 def test_real_tiny_engine_refuses_incomplete_snapshot(
-    tiny_models: TinyModels,  # noqa: F811
+    tiny_models: TinyModels,
     tmp_path: Path,
 ) -> None:
     """The required check: the real Qwen engine, given an incomplete snapshot, names the repo."""

@@ -35,7 +35,6 @@ from sqlalchemy import func, select
 
 from backend.db.models import Generation, Profile, ProfileSample
 from backend.services.container import Services
-from tests.support.api import *  # noqa: F403 - the api fixtures
 from tests.support.api import add_generation, audio_bytes, files_under, voicebox_v10_bundle
 
 PROFILE_ID = "3f0c2a8e-9a51-4a5e-8d0c-5b7e2f7c1a10"

@@ -25,7 +25,6 @@ from backend.app import create_app
 from backend.config import Settings
 from backend.serverless.handler import JobHandler
 from backend.services.container import Services
-from tests.support.api import *  # noqa: F403 - the api fixtures
 from tests.support.api import api_settings_for, audio_bytes, fresh_volume
 
 UPLOAD_LIMIT_MB = "0.05"  # 52,428 bytes: an oversized file is cheap to build
@@ -40,7 +39,7 @@ class Worker:
 
 
 @pytest.fixture
-def worker(tmp_path: Path, volume_template: Path) -> Iterator[Worker]:  # noqa: F811
+def worker(tmp_path: Path, volume_template: Path) -> Iterator[Worker]:
     """The real app on a fresh volume behind a JobHandler over ASGI; ``hits`` records what the app saw."""
     volume = fresh_volume(volume_template, tmp_path / "volume")
     settings = api_settings_for(volume, tmp_path / "local", VOICEBOX_MAX_UPLOAD_MB=UPLOAD_LIMIT_MB)
@@ -225,7 +224,7 @@ def test_framing_headers_are_dropped_not_forwarded(worker: Worker) -> None:
 
 def test_a_30_mib_upload_job_is_refused_before_decoding(
     tmp_path: Path,
-    volume_template: Path,  # noqa: F811
+    volume_template: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Acceptance: a 30 MiB file in ``files`` (40 MiB of base64) with the default settings. The handler must

@@ -23,7 +23,8 @@ from backend.app import create_app
 from backend.config import SettingsError, load_settings, redact_url
 from backend.db.copy import digests
 from backend.db.errors import DatabaseUnavailableError, SchemaMismatchError
-from backend.db.interface import DatabaseKind, open_database
+from backend.db.factory import open_database
+from backend.db.interface import DatabaseKind
 from backend.db.models import Profile
 from backend.db.postgres import PostgresDatabase, pg_engine
 from backend.db.volume_db import VolumeDatabase, sqlite_engine

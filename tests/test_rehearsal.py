@@ -3,14 +3,12 @@ from scripts/test.sh (root + debootstrap), and by hand: ``sudo scripts/rehearse-
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+import rehearse_image as rehearsal
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import rehearse_image as rehearsal  # noqa: E402
 
 
 def test_the_real_dockerfile_is_rehearsable() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from backend import job_answer as keys
 from backend.serverless.answers import (
     BodyCollector,
     OverBudget,
@@ -183,3 +184,22 @@ def test_inline_only_over_budget_is_an_error_and_writes_nothing(tmp_path: Path) 
         _collect(settings, [big_bytes(60_000)] * 3, budget=10_000, inline_only=True)
     assert not settings.exports_dir.exists() or list(settings.exports_dir.iterdir()) == []
     assert not settings.tmp_dir.exists() or list(settings.tmp_dir.iterdir()) == []
+
+
+def test_answers_are_written_with_the_keys_the_client_reads() -> None:
+    """One definition of the answer's keys (backend/job_answer.py): what the handler writes, the codec reads."""
+    from backend.client.codec import decode_output
+    from backend.serverless.answers import inline_answer
+
+    wav = inline_answer(200, {"content-type": "audio/wav"}, b"RIFF....")
+    assert set(wav) == {
+        keys.STATUS_CODE,
+        keys.HEADERS,
+        keys.IS_BINARY,
+        keys.CONTENT_TYPE,
+        keys.BODY_BASE64,
+    }
+    decoded = decode_output(wav, job_id="j")
+    assert decoded.content == b"RIFF...." and decoded.content_type == "audio/wav"
+    doc = inline_answer(201, {"content-type": "application/json"}, b'{"id": "x"}')
+    assert decode_output(doc).body == {"id": "x"} and decode_output(doc).status_code == 201

@@ -15,7 +15,8 @@ import pytest
 from backend.serverless.answers import serialized_size
 from backend.serverless.handler import JobHandler
 from backend.serverless.launcher import ServerThread
-from tests.support.serverless import Canary, b64, big_bytes, make_test_app, settings_for, tiny_wav
+from tests.support.audio import wav_bytes
+from tests.support.serverless import Canary, b64, big_bytes, make_test_app, settings_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,7 +71,7 @@ def test_json_get_and_post(run_jobs: Callable[..., list[dict]]) -> None:
 
 
 def test_multipart_upload_with_form_fields(run_jobs: Callable[..., list[dict]]) -> None:
-    wav = tiny_wav(0.2)
+    wav = wav_bytes(0.2)
     (answer,) = run_jobs(
         {
             "path": "/upload",
@@ -119,7 +120,7 @@ def test_binary_text_and_errors(run_jobs: Callable[..., list[dict]]) -> None:
         {"path": "/generate", "body": {"text": ""}},
     )
     assert audio["is_binary"] is True and audio["content_type"] == "audio/wav"
-    assert base64.b64decode(audio["body_base64"]) == tiny_wav(0.1)
+    assert base64.b64decode(audio["body_base64"]) == wav_bytes(0.1)
     assert zipped["is_binary"] is True and zipped["content_type"] == "application/zip"
     assert text["body"] == "plain words" and text["headers"] == {
         "content-type": "text/plain; charset=utf-8",
@@ -157,7 +158,7 @@ def test_generate_inline_audio(run_jobs: Callable[..., list[dict]]) -> None:
     assert answer["body"]["id"] == "gen-1"
     audio = answer["audio"]
     assert audio["status_code"] == 200 and audio["content_type"] == "audio/flac"
-    assert base64.b64decode(audio["body_base64"]) == tiny_wav(0.1)
+    assert base64.b64decode(audio["body_base64"]) == wav_bytes(0.1)
 
 
 def test_generate_inline_audio_over_budget(
@@ -168,7 +169,7 @@ def test_generate_inline_audio_over_budget(
     assert spilled["body"]["id"] == "long"
     export = spilled["audio"]["export"]
     data = (settings_for(tmp_path).exports_dir / export["name"]).read_bytes()
-    assert data == tiny_wav(30.0) and export["name"].endswith(".wav")
+    assert data == wav_bytes(30.0) and export["name"].endswith(".wav")
     assert serialized_size(spilled) < 200_000
     assert "inline budget" in refused["error"]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.audio import wav_bytes
 from tests.support.serverless import (
     REAL,
     REPO,
@@ -28,7 +29,6 @@ from tests.support.serverless import (
     runsync,
     serve_api,
     spawn,
-    tiny_wav,
     worker_env,
 )
 
@@ -122,7 +122,7 @@ def test_rp_serve_api_stub(tmp_path: Path) -> None:
         health = runsync(base, {"method": "GET", "path": "/health"})
         assert health["status"] == "COMPLETED"
         assert answer(health)["body"]["status"] == "healthy"
-        wav = tiny_wav(0.3)
+        wav = wav_bytes(0.3)
         upload = runsync(
             base,
             {
@@ -167,7 +167,7 @@ def test_production_loop_stub(tmp_path: Path) -> None:
         "j-health": {"method": "GET", "path": "/health"},
         "j-upload": {
             "path": "/upload",
-            "files": {"file": {"filename": "s.wav", "content_base64": b64(tiny_wav(0.2))}},
+            "files": {"file": {"filename": "s.wav", "content_base64": b64(wav_bytes(0.2))}},
         },
         "j-big": {"method": "GET", "path": "/big", "params": {"size": 400_000}},
         "j-inline-only": {
@@ -246,7 +246,7 @@ def test_real_rp_serve_api_flow(tmp_path: Path) -> None:
                 "files": {
                     "file": {
                         "filename": "s.wav",
-                        "content_base64": b64(tiny_wav(3.0)),
+                        "content_base64": b64(wav_bytes(3.0)),
                         "content_type": "audio/wav",
                     }
                 },
@@ -330,7 +330,7 @@ def test_real_production_loop_spills_audio(tmp_path: Path) -> None:
             "j-sample",
             {
                 "path": f"/profiles/{pid}/samples",
-                "files": {"file": {"filename": "s.wav", "content_base64": b64(tiny_wav(3.0))}},
+                "files": {"file": {"filename": "s.wav", "content_base64": b64(wav_bytes(3.0))}},
                 "form": {"reference_text": "This is my voice."},
             },
         )

@@ -32,7 +32,7 @@ from backend.storage.audio_stream import (
     open_stream_encoder,
     streaming_wav_header,
 )
-from tests.support.generation import sine_wav
+from tests.support.audio import wav_bytes
 from tests.support.streaming import THREE_CHUNKS, StreamServer, stream_server
 
 pytestmark = pytest.mark.timeout(180)
@@ -95,7 +95,7 @@ def test_manager_pieces_concatenate_to_the_output(make_settings) -> None:
     settings = make_settings(VOICEBOX_TTS_MODEL="fake")
     manager = EngineManager(settings, tts_factory=lambda _s: FakeTTSEngine())
     pieces: list[AudioPiece] = []
-    samples = [(sine_wav(), "hello there")]
+    samples = [(wav_bytes(), "hello there")]
     result = manager.synthesize_detailed(
         samples, THREE_CHUNKS, seed=3, max_chunk_chars=100, on_audio=pieces.append
     )

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from backend.app import create_app
 from backend.db.volume_db import version_key
 from backend.services.container import Services
-from tests.support.api import api_settings_for, silent_wav
+from tests.support.api import api_settings_for
+from tests.support.audio import wav_bytes
 from volume_bootstrap.bootstrap import bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def test_enospc_during_an_upload_is_507_not_the_clients_fault(
     monkeypatch.setattr(uploads, "open", FullFile, raising=False)
     r = api_client.post(
         f"/profiles/{pid}/samples",
-        files={"file": ("s.wav", silent_wav(3.0), "audio/wav")},
+        files={"file": ("s.wav", wav_bytes(3.0, amp=0.0), "audio/wav")},
         data={"reference_text": "hello"},
     )
     assert r.status_code == 507, r.text
@@ -208,7 +209,7 @@ def test_a_really_full_then_read_only_volume(tmpfs: Path, tmp_path: Path) -> Non
                 client.post("/profiles", json={"name": "x", "language": "en"}),
                 client.post(
                     f"/profiles/{pid}/samples",
-                    files={"file": ("s.wav", silent_wav(3.0), "audio/wav")},
+                    files={"file": ("s.wav", wav_bytes(3.0, amp=0.0), "audio/wav")},
                     data={"reference_text": "hello"},
                 ),
             ]

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from backend.config import Settings
-from backend.db.interface import Database, open_database
+from backend.db.factory import open_database
+from backend.db.interface import Database
 from backend.engines.hfcache import configure_hf_env
 from volume_bootstrap.layout import ensure_layout, mount_info
 from volume_bootstrap.migrate import MigrationResult, head_revision, migrate_volume

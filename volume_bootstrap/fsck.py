@@ -35,6 +35,7 @@ from backend.db.models import (
     new_id,
     utcnow,
 )
+from backend.statuses import ACTIVE
 from backend.storage.blobs import BlobStore, sha256_file
 from backend.storage.retention import expire_exports
 from backend.storage.trash import Trash
@@ -49,7 +50,7 @@ BOOT_SECONDS = 2.0
 ORPHAN_MOVE_FLOOR = 10
 ORPHAN_MOVE_FRACTION = 0.05
 SUMMARY_NAMES = 5
-ACTIVE_STATUSES = ("generating", "loading_model", "queued")
+ACTIVE_STATUSES = tuple(sorted(ACTIVE))  # backend/statuses.py
 CURSOR_NAME = "fsck-cursor"
 
 

@@ -10,11 +10,12 @@ import contextlib
 import errno
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from backend.config import Settings
 from backend.db.errors import VolumeError
+from backend.storage.mounts import MountInfo as MountInfo
+from backend.storage.mounts import mount_info as mount_info
 
 LAYOUT = (
     "voicebox",
@@ -30,42 +31,6 @@ LAYOUT = (
     "voicebox/trash",
     "huggingface",
 )
-
-
-@dataclass(frozen=True)
-class MountInfo:
-    mount_point: str
-    fstype: str
-    source: str
-    options: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "mount_point": self.mount_point,
-            "fstype": self.fstype,
-            "source": self.source,
-            "options": self.options,
-        }
-
-
-def mount_info(path: Path, mounts_file: Path = Path("/proc/mounts")) -> MountInfo | None:
-    """The mount that holds ``path`` (longest matching mount point), from /proc/mounts."""
-    try:
-        lines = mounts_file.read_text().splitlines()
-    except OSError:
-        return None
-    target = str(path.resolve())
-    best: MountInfo | None = None
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        source, point, fstype, options = parts[:4]
-        point = point.replace("\\040", " ")
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and (best is None or len(point) > len(best.mount_point)):
-            best = MountInfo(point, fstype, source, options)
-    return best
 
 
 def _explain(exc: OSError, volume: Path) -> str:

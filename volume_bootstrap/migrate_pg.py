@@ -18,6 +18,7 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
@@ -25,6 +26,9 @@ from sqlalchemy.engine import Connection, make_url
 from backend.config import Settings
 from backend.db.errors import DatabaseError, SchemaMismatchError
 from backend.db.postgres import PostgresDatabase, pg_engine, revision_of
+
+if TYPE_CHECKING:
+    from volume_bootstrap.migrate import MigrationResult
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +114,7 @@ def migrate_postgres(
     target: str,
     known: list[str],
     backed_up: bool = False,
-):  # type: ignore[no-untyped-def]
+) -> MigrationResult:
     """Bring the server database to ``target`` under the advisory lock; the result shape of the volume's."""
     from alembic import command
 

@@ -18,14 +18,27 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
-from backend.serverless.envelope import decoded_route
-
-__all__ = ["ADMIN", "ADMIN_KEY", "AdminRoute", "AdminTable", "admin_table", "flat_routes"]
+__all__ = [
+    "ADMIN",
+    "ADMIN_KEY",
+    "AdminRoute",
+    "AdminTable",
+    "admin_table",
+    "decoded_route",
+    "flat_routes",
+]
 
 ADMIN_KEY = "x-voicebox-admin"
 #: ``openapi_extra`` of an admin route.
 ADMIN: dict[str, Any] = {ADMIN_KEY: True}
+
+
+def decoded_route(path: str) -> str:
+    """The path as the app routes it (uvicorn percent-decodes once), without a trailing slash."""
+    route = unquote(path)
+    return route.rstrip("/") or "/"
 
 
 @dataclass(frozen=True)
@@ -73,10 +86,3 @@ def admin_table(routes: Iterable[Any]) -> AdminTable:
         for method in sorted(route.methods):
             found.append(AdminRoute(method, route.path, route.path_regex))
     return AdminTable(tuple(found))
-
-
-def api_admin_table() -> AdminTable:
-    """The admin table of the whole API, from its routers (no app, no volume needed)."""
-    from backend.app import api_routers
-
-    return admin_table(route for router in api_routers() for route in router.routes)

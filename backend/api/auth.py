@@ -29,10 +29,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from backend.api.admin import AdminTable, admin_table
+from backend.api.admin import AdminTable, admin_table, decoded_route
 from backend.api.openai_compat import openai_error_body
 from backend.config import Settings
-from backend.serverless.envelope import decoded_route
 
 log = logging.getLogger("voicebox.auth")
 

@@ -64,7 +64,7 @@ def _chain(chain: Chain | None) -> list[dict[str, Any]] | None:
     return None if chain is None else [e.model_dump() for e in chain]
 
 
-def _preset(row) -> EffectPresetResponse:  # type: ignore[no-untyped-def]
+def _preset(row) -> EffectPresetResponse:
     return EffectPresetResponse(
         id=row.id,
         name=row.name,

@@ -16,17 +16,19 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from backend.db.errors import fault_from_message
+from backend.engines.base import VOICEBOX_QWEN_ENGINE
 from backend.schemas import LANGUAGE_PATTERN, GenerationResponse
 from backend.services.errors import NotFoundError, ValidationError
-from backend.services.generation import FINAL, GenerationInput, GenerationService
+from backend.services.generation import GenerationInput, GenerationService
+from backend.statuses import FINAL
 from backend.storage import effects as fx
 
 router = APIRouter(tags=["generation"])
 
 #: What every server-sent event stream answers with (Voicebox's): no caching, no proxy buffering.
 SSE_HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
-#: The one engine this server runs (Qwen3-TTS Base, voice cloning).
-ENGINE = "qwen"
+#: The one engine this server runs (Qwen3-TTS Base, voice cloning), by the Voicebox app's engine id.
+ENGINE = VOICEBOX_QWEN_ENGINE
 
 
 class GenerationRequest(BaseModel):
@@ -117,7 +119,7 @@ async def generate(
     return GenerationResponse.from_row(row)
 
 
-def _raise_volume_fault(row) -> None:  # type: ignore[no-untyped-def]
+def _raise_volume_fault(row) -> None:
     """A generation that failed because the volume is full or read-only answers 507/503, like any write."""
     fault = fault_from_message(row.error) if row.status == "failed" else None
     if fault is not None:
@@ -140,7 +142,7 @@ async def generation_status(
     generation_id: str,
     request: Request,
     stream: bool = Query(True, description="false: one JSON answer instead of server-sent events"),
-):  # type: ignore[no-untyped-def]
+):
     service = generation_service(request)
     if not stream:
         return _status_payload(service, await asyncio.to_thread(service.get, generation_id))
@@ -173,7 +175,7 @@ async def generation_status(
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-def _status_payload(service: GenerationService, row) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _status_payload(service: GenerationService, row) -> dict[str, object]:
     payload: dict[str, object] = {
         "id": row.id,
         "status": row.status,

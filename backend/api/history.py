@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response
@@ -31,6 +32,9 @@ from backend.schemas import (
 from backend.services.container import Services
 from backend.services.history import MAX_LIMIT, MAX_OFFSET, AudioAnswer
 
+if TYPE_CHECKING:
+    from backend.db.models import Generation
+
 router = APIRouter(tags=["history"])
 
 
@@ -41,7 +45,7 @@ def _audio_response(answer: AudioAnswer, disposition: str) -> Response:
     return Response(answer.data or b"", media_type=answer.media_type, headers=headers)
 
 
-def next_cursor(rows: list, limit: int) -> str | None:  # type: ignore[type-arg]
+def next_cursor(rows: Sequence[Generation], limit: int) -> str | None:
     from backend.services.history import cursor_of
 
     return cursor_of(rows[-1]) if len(rows) == limit else None

@@ -45,8 +45,7 @@ def clear_tasks(services: Services = Depends(get_services)) -> dict[str, Any]:
 @router.post("/cache/clear", openapi_extra=ADMIN)
 def clear_cache(services: Services = Depends(get_services)) -> dict[str, Any]:
     """Remove every cached voice prompt (memory and volume); they are rebuilt on the next generation."""
-    cache = getattr(services.engines, "prompt_cache", None)
-    deleted = cache.clear() if cache is not None else 0
+    deleted = services.engines.clear_prompts() if services.engines is not None else 0
     return {"message": "Voice prompt cache cleared successfully", "files_deleted": deleted}
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from backend.api.admin import ADMIN
 from backend.api.deps import get_services
 from backend.api.generation import SSE_HEADERS
+from backend.engines.base import Engines
 from backend.services.container import Services
 from backend.services.errors import ConflictError
 
@@ -29,11 +30,10 @@ class ModelDownloadRequest(BaseModel):
     model_name: str = Field(min_length=1, max_length=200)
 
 
-def _engines(request: Request):  # type: ignore[no-untyped-def]
-    engines = request.app.state.services.engines
-    if engines is None:
+def _engines(services: Services) -> Engines:
+    if services.engines is None:
         raise ConflictError("no engines are configured on this worker")
-    return engines
+    return services.engines
 
 
 @router.get("/models/status")
@@ -43,10 +43,8 @@ def models_status(services: Services = Depends(get_services)) -> dict[str, Any]:
     Plus what an operator needs: ``engines`` (the configured models, what is loaded, counters). No network.
     """
     answer: dict[str, Any] = {"models": services.model_management.status()}
-    engines = services.engines
-    status = getattr(engines, "status", None)
-    if callable(status):
-        answer["engines"] = status()
+    if services.engines is not None:
+        answer["engines"] = services.engines.status()
     return answer
 
 
@@ -57,16 +55,18 @@ def models_cache_dir(services: Services = Depends(get_services)) -> dict[str, st
 
 
 @router.post("/models/load", openapi_extra=ADMIN)
-def models_load(request: Request, model_size: str | None = None) -> dict[str, Any]:
-    engines = _engines(request)
+def models_load(
+    model_size: str | None = None, services: Services = Depends(get_services)
+) -> dict[str, Any]:
+    engines = _engines(services)
     engines.load_all()
     return {"message": "models loaded", "status": engines.status()}
 
 
 @router.post("/models/unload", openapi_extra=ADMIN)
-def models_unload(request: Request) -> dict[str, Any]:
-    engines = _engines(request)
-    if engines.settings.serverless:
+def models_unload(services: Services = Depends(get_services)) -> dict[str, Any]:
+    engines = _engines(services)
+    if services.settings.serverless:
         raise ConflictError("models stay loaded in serverless mode (SERVERLESS=1)")
     engines.unload()
     return {"message": "models unloaded"}

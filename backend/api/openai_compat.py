@@ -37,6 +37,7 @@ from backend.services.speech import (
     SpeechService,
 )
 from backend.services.streaming import AudioStream, StreamEnd, StreamsBusyError
+from backend.statuses import GenerationStatus
 
 #: OpenAI's error ``type`` by status (the SDKs pick their exception class from the status alone)
 _ERROR_TYPES = {
@@ -248,7 +249,7 @@ async def _stream_speech(speech: SpeechRequest, request: Request) -> Response:
     except BaseException:
         stream.close("the client went away before the first audio")
         raise
-    if isinstance(first, StreamEnd) and first.status != "completed":
+    if isinstance(first, StreamEnd) and first.status != GenerationStatus.COMPLETED:
         raise HTTPException(
             _FAILED_STATUS.get(first.status, 500),
             f"generation {stream.generation_id} {first.status}: {first.error}",
@@ -278,7 +279,7 @@ async def _sse_events(chunks: Any, stream: AudioStream, input_chars: int) -> Any
         event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
         yield f"data: {json.dumps(event)}\n\n"
     end = stream.end_state
-    if end is not None and end.status != "completed":
+    if end is not None and end.status != GenerationStatus.COMPLETED:
         error = {"message": f"generation {stream.generation_id} {end.status}: {end.error}"}
         yield f"data: {json.dumps({'type': 'error', 'error': error})}\n\n"
         return

@@ -17,8 +17,6 @@ router = APIRouter(tags=["stories"])
 
 ID = Field(min_length=1, max_length=64)
 #: a clip starts within the first hour; lanes are small integers (negative ones too, as upstream's editor)
-START = {"ge": 0, "le": MAX_START_MS}
-TRACK = {"ge": -MAX_TRACK, "le": MAX_TRACK}
 
 
 class StoryCreate(BaseModel):
@@ -69,13 +67,13 @@ class StoryDetailResponse(StoryResponse):
 
 class StoryItemCreate(BaseModel):
     generation_id: str = ID
-    start_time_ms: int | None = Field(default=None, **START)
-    track: int | None = Field(default=None, **TRACK)
+    start_time_ms: int | None = Field(default=None, ge=0, le=MAX_START_MS)
+    track: int | None = Field(default=None, ge=-MAX_TRACK, le=MAX_TRACK)
 
 
 class StoryItemTime(BaseModel):
     generation_id: str = ID
-    start_time_ms: int = Field(**START)
+    start_time_ms: int = Field(ge=0, le=MAX_START_MS)
 
 
 class StoryItemBatchUpdate(BaseModel):
@@ -87,8 +85,8 @@ class StoryItemReorder(BaseModel):
 
 
 class StoryItemMove(BaseModel):
-    start_time_ms: int = Field(**START)
-    track: int = Field(default=0, **TRACK)
+    start_time_ms: int = Field(ge=0, le=MAX_START_MS)
+    track: int = Field(default=0, ge=-MAX_TRACK, le=MAX_TRACK)
 
 
 class StoryItemTrim(BaseModel):

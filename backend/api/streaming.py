@@ -31,6 +31,7 @@ from backend.services.streaming import (
     StreamItem,
     StreamsBusyError,
 )
+from backend.statuses import GenerationStatus
 from backend.storage import effects as fx
 from backend.storage.audio_stream import (
     StreamEncoder,
@@ -45,7 +46,7 @@ router = APIRouter(tags=["generation"])
 #: how often a waiting stream checks whether its client is still there
 DISCONNECT_POLL_SECONDS = 0.25
 #: the answer when the synthesis ended without audio: failed → 500, cancelled → 409
-_END_STATUS = {"failed": 500, "cancelled": 409}
+_END_STATUS: dict[str, int] = {GenerationStatus.FAILED: 500, GenerationStatus.CANCELLED: 409}
 STREAM_TYPES = ("audio/wav", "audio/pcm", "audio/mpeg", "audio/ogg")
 
 
@@ -77,7 +78,7 @@ async def open_stream(
     except BaseException:
         stream.close("the client went away before the first audio")
         raise
-    if isinstance(first, StreamEnd) and first.status != "completed":
+    if isinstance(first, StreamEnd) and first.status != GenerationStatus.COMPLETED:
         headers = {"X-Generation-ID": stream.generation_id} if stream.generation_id else None
         raise HTTPException(
             _END_STATUS.get(first.status, 500),
@@ -102,11 +103,11 @@ async def audio_bytes(
     stream: AudioStream, encoder: StreamEncoder, request: Request, first: StreamItem
 ) -> AsyncIterator[bytes]:
     """The encoded stream: each piece as soon as it is buffered; the encoder's tail at the end."""
-    item = first
+    item: StreamItem | None = first
     try:
         while True:
             if isinstance(item, StreamEnd):
-                if item.status != "completed":
+                if item.status != GenerationStatus.COMPLETED:
                     log.warning("stream %s ended early: %s", stream.generation_id, item.error)
                 tail = encoder.finish()
                 if tail:

@@ -219,9 +219,10 @@ def _endpoint(route: Unavailable) -> Callable[..., Response]:
 
     names = re.findall(r"\{(\w+)\}", route.path)
     # FastAPI reads the signature: give the function exactly the path parameters of its route
-    answer.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    signature = inspect.Signature(
         [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=str) for n in names]
     )
+    vars(answer)["__signature__"] = signature  # the function's __dict__: what inspect reads
     return answer
 
 

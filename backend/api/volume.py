@@ -28,7 +28,7 @@ class ProbeRequest(BaseModel):
 def volume_probe(
     body: ProbeRequest | None = None, services: Services = Depends(get_services)
 ) -> dict[str, Any]:
-    from volume_bootstrap.probe import run_probe
+    from backend.storage.probe import run_probe
 
     request = body or ProbeRequest()
     return run_probe(services.settings, quick=request.quick, peer_wait=request.peer_wait).as_dict()

@@ -37,6 +37,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ from backend.client.errors import (
     TransportError,
 )
 from backend.http_guard import APP_ORIGINS, GuardMiddleware, OriginPolicy, parse_origins
+from backend.statuses import is_final
 
 log = logging.getLogger("voicebox.bridge")
 
@@ -82,6 +84,8 @@ UNSUPPORTED_STREAMS: tuple[tuple[str, re.Pattern[str], str], ...] = (
 RETRY_ROUTE = re.compile(r"/generate/[^/]+/retry")
 CANCEL_ROUTE = re.compile(r"/generate/([^/]+)/cancel")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+#: the longest a status stream emulated by polling runs (a generation's own limit is well below it)
+STATUS_DEADLINE_SECONDS = 1800.0
 
 #: Request headers worth forwarding (everything else describes the local connection).
 FORWARDED_HEADERS = ("x-voicebox-client-id", "accept-language")
@@ -157,6 +161,7 @@ def create_bridge_app(
     *,
     health_ttl: float = 30.0,
     poll_interval: float = 1.0,
+    status_deadline: float = STATUS_DEADLINE_SECONDS,
     allowed_origins: Iterable[str] | None = None,
     token: str | None = None,
     local: LocalBridge | None = None,
@@ -164,6 +169,9 @@ def create_bridge_app(
     """Build the bridge app around ``client`` (blocking client calls run in worker threads).
 
     ``local`` answers what needs no job (``bridge_local.py``); tests pass one with a fake clock.
+
+    ``status_deadline``: seconds a status stream emulated by polling ``/history`` runs at most (each poll is a
+    billed RunPod job); it ends sooner on every final status (``completed``, ``failed``, ``cancelled``).
 
     ``token`` is what requests without an ``Origin`` must present (``Authorization: Bearer``); a fresh random
     one when not given, readable as ``app.state.bridge_token``.
@@ -208,6 +216,8 @@ def create_bridge_app(
 
         async def events() -> AsyncIterator[str]:
             delay = poll_interval
+            deadline = time.monotonic() + status_deadline
+            event: dict[str, Any]
             while True:
                 try:
                     answer = await call("GET", f"/history/{generation_id}")
@@ -233,7 +243,7 @@ def create_bridge_app(
                     "source": record.get("source"),
                 }
                 yield f"data: {json.dumps(event)}\n\n"
-                if status in {"completed", "failed"}:
+                if is_final(status) or time.monotonic() + delay > deadline:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 5.0)

@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse, Response
 from backend.api import unavailable
 from backend.client.client import Answer, VoiceboxClient
 from backend.client.errors import ClientError
+from backend.statuses import GenerationStatus, is_final
 
 #: worker-state answers served from the cache (see the module docstring)
 WORKER_STATE = frozenset({("GET", "/health"), ("GET", "/models/status")})
@@ -384,7 +385,7 @@ class LocalBridge:
             return
         body = answer.body if isinstance(answer.body, dict) else {}
         status = str(body.get("status") or "completed")
-        if answer.status_code < 400 and status not in ("completed", "failed"):
+        if answer.status_code < 400 and not is_final(status):
             # the server queued it instead of waiting: hand the id over to the history-polling stream
             tracked.row = body
             self.generations.pop(tracked.id, None)
@@ -404,8 +405,10 @@ class LocalBridge:
             self.audio.put(("audio", tracked.id, "wav"), answer.audio.content, media_type)
         self._finish(
             tracked,
-            status="completed" if status == "completed" else "failed",
-            error=body.get("error") if status != "completed" else None,
+            status=GenerationStatus.COMPLETED
+            if status == GenerationStatus.COMPLETED
+            else GenerationStatus.FAILED,
+            error=body.get("error") if status != GenerationStatus.COMPLETED else None,
             duration=body.get("duration"),
             source=body.get("source"),
         )

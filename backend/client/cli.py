@@ -174,7 +174,7 @@ def cmd_say(args: argparse.Namespace, client: VoiceboxClient) -> int:
     _emit(
         args,
         {"output": str(path), "bytes": size, "seconds": round(elapsed, 2)},
-        f"wrote {path} ({size} bytes) in {elapsed:.1f}s",
+        f"wrote {path!s} ({size} bytes) in {elapsed:.1f}s",
     )
     return EXIT_OK
 

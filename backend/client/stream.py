@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from backend import job_answer as keys
 from backend.client.errors import (
     ClientError,
     JobTimedOut,
@@ -26,11 +27,10 @@ from backend.client.errors import (
     RemoteError,
     TransportError,
 )
+from backend.client.runpod import FINAL_STATES
 
 if TYPE_CHECKING:
     from backend.client.client import VoiceboxClient
-
-FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"})
 
 
 def is_stream_item(item: Any) -> bool:
@@ -50,11 +50,11 @@ def aggregate_answer(items: list[Any]) -> dict[str, Any]:
     _check_end(items[-1], data)
     head = items[0]
     return {
-        "status_code": head.get("status_code", 200),
-        "headers": head.get("headers") or {},
-        "is_binary": True,
-        "content_type": head.get("content_type"),
-        "body_base64": base64.b64encode(data).decode("ascii"),
+        keys.STATUS_CODE: head.get(keys.STATUS_CODE, 200),
+        keys.HEADERS: head.get(keys.HEADERS) or {},
+        keys.IS_BINARY: True,
+        keys.CONTENT_TYPE: head.get(keys.CONTENT_TYPE),
+        keys.BODY_BASE64: base64.b64encode(data).decode("ascii"),
     }
 
 

@@ -1,6 +1,6 @@
 """The one interface services use for the database, whichever backend is behind it.
 
-Two implementations, picked once from the settings by ``open_database``: ``VolumeDatabase`` (the volume's
+Two implementations, picked once from the settings by ``backend.db.factory.open_database``: ``VolumeDatabase`` (the volume's
 SQLite file, leased snapshot swap; the default) and ``PostgresDatabase`` (``VOICEBOX_DATABASE_URL``, ordinary
 transactions and row locks). Services see only this Protocol: ``read()`` for a session whose loaded rows stay
 readable after it closes, ``write()`` for one unit of work that commits on a clean exit and leaves nothing behind
@@ -93,14 +93,3 @@ def write_retrying(db: Database, fn: Callable[[Session], T], *, retries: int | N
                 raise
             conflict_pause(attempt)
     raise AssertionError("unreachable")
-
-
-def open_database(settings: Settings, *, expected_revision: str | None) -> Database:
-    """The backend the settings name: PostgreSQL when ``VOICEBOX_DATABASE_URL`` is set, else the volume file."""
-    if settings.database_url:
-        from backend.db.postgres import PostgresDatabase
-
-        return PostgresDatabase(settings, expected_revision=expected_revision)
-    from backend.db.volume_db import VolumeDatabase
-
-    return VolumeDatabase(settings, expected_revision=expected_revision)

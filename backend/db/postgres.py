@@ -61,7 +61,7 @@ def pg_engine(settings: Settings, *, pool: bool = True) -> Engine:
         from sqlalchemy.pool import NullPool
 
         kwargs["poolclass"] = NullPool
-    return create_engine(url, **kwargs)  # type: ignore[arg-type]
+    return create_engine(url, **kwargs)
 
 
 def translate(exc: BaseException, where: str) -> DatabaseError | None:

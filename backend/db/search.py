@@ -14,7 +14,7 @@ One meaning on both backends, two indexes (migration ``0005_history_fts``):
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from backend.db.models import Generation
@@ -51,7 +51,7 @@ def contains(session: Session, term: str) -> ColumnElement[bool]:
         return _scan(term)
     trigrams = dict.fromkeys(term[i : i + 3] for i in range(len(term) - 2))
     query = " AND ".join('"' + t.replace('"', '""') + '"' for t in trigrams)
-    candidates = (
+    candidates: Select[tuple[int]] = (
         select(literal_column("rowid"))
         .select_from(text("generations_fts"))
         .where(text("generations_fts MATCH :fts_query").bindparams(fts_query=query))

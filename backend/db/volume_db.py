@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
@@ -41,6 +42,8 @@ from backend.db.errors import (
     volume_fault,
 )
 from backend.db.interface import DatabaseKind
+from backend.db.lease_recovery import StaleMarkerBreaker
+from backend.storage.atomic import fsync_dir as fsync_dir  # the one durable-write module
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +62,35 @@ def header_key(header: bytes) -> VersionKey:
     return bytes(header[24:32]) + bytes(header[60:64])
 
 
+#: how often, and how far apart, a missing shared file is looked for again before it counts as missing
+MISSING_RECHECKS = 5
+MISSING_RECHECK_PAUSE = 0.02
+
+
+def open_published(path: Path) -> BinaryIO:
+    """Open the shared file for reading; a missing name is looked for again a few times first.
+
+    Why the re-check: a FUSE filesystem built on libfuse's path API renames a target that someone has open to a
+    hidden name before renaming the new file over it, so for a moment the name does not exist (measured over
+    two bindfs aliases: a peer's publish made a writer refuse with "the volume database is missing"). A file
+    that is really gone stays gone across the re-checks (``FileNotFoundError``); the ~0.2 s is paid only then.
+    """
+    for attempt in range(MISSING_RECHECKS - 1):
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            time.sleep(MISSING_RECHECK_PAUSE * (attempt + 1))
+    return open(path, "rb")
+
+
 def version_key(path: Path) -> VersionKey | None:
+    """The published version of ``path``, or None when it is missing (after the re-checks of
+    ``open_published``)."""
     try:
-        with open(path, "rb") as handle:
+        with open_published(path) as handle:
             return header_key(handle.read(_HEADER))
     except FileNotFoundError:
         return None
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable; some filesystems refuse to open directories, which we tolerate."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _configure_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -282,7 +294,7 @@ class VolumeDatabase:
         tmp = self.local_dir / f"pull-{uuid.uuid4().hex}.db"
         try:
             # An open descriptor pins one inode: the copy is one published version even if a peer replaces it.
-            with open(self.shared_path, "rb") as src, open(tmp, "wb") as dst:
+            with open_published(self.shared_path) as src, open(tmp, "wb") as dst:
                 header = src.read(_HEADER)
                 key = header_key(header)
                 dst.write(header)
@@ -517,20 +529,21 @@ class VolumeDatabase:
             lease_duration=self.settings.lease_seconds,
             on_compromise=held.mark_compromised,
         )
-        # Polled in slices so an abandoned marker is broken as soon as it is older than the lease, not after
-        # one more full lease period of waiting.
+        # Polled in slices so a dead holder's marker is broken as soon as it is judged stale, not after one
+        # more full lease period of waiting; the breaker works where filelock's own takeover cannot (FUSE, NFS).
+        breaker = StaleMarkerBreaker(self.lease_path, self.settings.lease_seconds)
         step = max(0.25, min(1.0, self.settings.lease_seconds / 4))
         deadline = time.monotonic() + self.settings.lease_timeout
         try:
             self.lease_path.parent.mkdir(parents=True, exist_ok=True)
-            self._break_abandoned_marker()
+            breaker.poll()
             while True:
                 remaining = deadline - time.monotonic()
                 try:
                     lease.acquire(timeout=max(0.0, min(remaining, step)))
                     break
                 except Timeout:
-                    if self._break_abandoned_marker() or time.monotonic() < deadline:
+                    if breaker.poll() is not None or time.monotonic() < deadline:
                         continue
                     raise LeaseTimeoutError(
                         f"the database lease ({self.lease_path.name}) stayed busy for "
@@ -547,32 +560,6 @@ class VolumeDatabase:
             yield held
         finally:
             lease.release()
-
-    def _break_abandoned_marker(self) -> bool:
-        """Remove a marker with no owner record that is older than the lease.
-
-        A worker killed between filelock's exclusive create and its write of the owner record leaves an empty
-        marker that filelock never breaks (measured: every later writer times out). Nobody can hold such a
-        marker for ``lease_seconds``; if a live holder's marker is removed by a race, its fence fails and it
-        publishes nothing.
-        """
-        try:
-            st = os.stat(self.lease_path)
-            content = self.lease_path.read_bytes() if st.st_size < 4096 else b"token="
-        except FileNotFoundError:
-            return False
-        if b"token=" in content or time.time() - st.st_mtime < self.settings.lease_seconds:
-            return False
-        aside = self.lease_path.with_name(f"{self.lease_path.name}.abandoned-{uuid.uuid4().hex}")
-        try:
-            os.rename(self.lease_path, aside)
-        except FileNotFoundError:
-            return False
-        aside.unlink(missing_ok=True)
-        log.warning(
-            "removed an abandoned lease marker with no owner record (a worker died creating it)"
-        )
-        return True
 
     def _fence(self, held: _HeldLease, base: VersionKey | None) -> None:
         reason = held.lost_reason(self.lease_path)

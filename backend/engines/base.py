@@ -8,9 +8,9 @@ as safetensors and load it back without unpickling anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -58,6 +58,10 @@ class TTSEngine(Protocol):
     def unload(self) -> None: ...
 
     def is_loaded(self) -> bool: ...
+
+    def info(self) -> dict[str, Any]:
+        """What ``/models/status`` shows of the engine (name, model, device, ...); cheap, no lock."""
+        ...
 
     def build_prompt(self, samples: list[tuple[np.ndarray, int, str]]) -> VoicePrompt:
         """Build a prompt from ``(audio, sample_rate, reference_text)`` samples, in the given order."""
@@ -109,7 +113,123 @@ class STTEngine(Protocol):
 
     def is_loaded(self) -> bool: ...
 
+    def info(self) -> dict[str, Any]:
+        """What ``/models/status`` shows of the engine; cheap, no lock."""
+        ...
+
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None) -> str: ...
+
+
+#: ``on_progress(done_chunks, total_chunks)``; it may raise to abort between chunks (cancellation)
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class AudioPiece:
+    """What a streamed synthesis hands on after each chunk.
+
+    ``audio`` are the samples of the final (crossfaded) output that became final with this chunk; all pieces
+    concatenated are exactly the non-streamed output. ``chunk`` is the chunk as generated (before any
+    crossfade), for a consumer that derives a level from it.
+    """
+
+    audio: np.ndarray
+    chunk: np.ndarray
+    index: int
+    total: int
+    sample_rate: int
+
+    @property
+    def last(self) -> bool:
+        return self.index + 1 == self.total
+
+
+#: ``on_audio(piece)`` runs after each chunk; it may block (back-pressure) or raise to abort
+AudioCallback = Callable[[AudioPiece], None]
+
+
+@dataclass
+class SynthesisResult:
+    """Audio plus the facts a generation row records (timings in seconds)."""
+
+    audio: np.ndarray
+    sample_rate: int
+    chunks: int
+    prompt_cached: bool
+    load_seconds: float = 0.0
+    prompt_seconds: float = 0.0
+    synthesis_seconds: float = 0.0
+    chunk_chars: list[int] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return self.audio.shape[0] / float(self.sample_rate)
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: synthesis seconds per second of audio (lower is faster)."""
+        return self.synthesis_seconds / self.duration if self.duration > 0 else 0.0
+
+
+#: the Voicebox app's engine id for a voice-cloning Qwen3-TTS engine (its ``engine`` request/row field)
+VOICEBOX_QWEN_ENGINE = "qwen"
+
+
+class Engines(Protocol):
+    """What the services, routes and the RunPod launcher may ask of a worker's engines.
+
+    ``EngineManager`` is the implementation; the protocol is the seam, so a holder (``Services.engines``) is
+    typed with it and a call to a method that does not exist fails the type check instead of looking live.
+    """
+
+    @property
+    def tts_engine_name(self) -> str:
+        """The configured TTS engine's own name (``qwen3-tts``, ``fake``): bundle manifests, prompt keys."""
+        ...
+
+    @property
+    def voicebox_engine(self) -> str:
+        """The Voicebox app's engine id this worker serves (``qwen``): generation rows and requests."""
+        ...
+
+    def synthesize_detailed(
+        self,
+        profile_samples: Sequence[tuple[bytes, str]],
+        text: str,
+        language: str | None = None,
+        seed: int | None = None,
+        instruct: str | None = None,
+        max_chunk_chars: int = 800,
+        crossfade_ms: float = 50,
+        on_progress: ProgressCallback | None = None,
+        on_audio: AudioCallback | None = None,
+    ) -> SynthesisResult: ...
+
+    def transcribe(
+        self, audio: np.ndarray | bytes, sample_rate: int | None = None, language: str | None = None
+    ) -> str: ...
+
+    def load_all(self, include_stt: bool = True) -> None: ...
+
+    def unload(self, which: str | None = None) -> None: ...
+
+    def is_loaded(self, kind: str) -> bool: ...
+
+    def refresh_downloaded(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def forget_prompts(self, sample_sha256s: Sequence[str]) -> int:
+        """Drop every cached voice prompt built from any of these samples (hex sha256 of the audio)."""
+        ...
+
+    def clear_prompts(self) -> int:
+        """Drop every cached voice prompt; how many files went."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class EngineError(RuntimeError):

@@ -9,6 +9,7 @@ depends on the samples) without loading any model.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class FakeTTSEngine:
     def is_loaded(self) -> bool:
         return self._loaded
 
-    def info(self) -> dict[str, object]:
+    def info(self) -> dict[str, Any]:
         return {
             "engine": self.name,
             "model": self.repo_id,
@@ -102,7 +103,7 @@ class FakeSTTEngine:
     def is_loaded(self) -> bool:
         return self._loaded
 
-    def info(self) -> dict[str, object]:
+    def info(self) -> dict[str, Any]:
         return {"engine": self.name, "model": self.repo_id, "loaded": self._loaded, "device": "cpu"}
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None) -> str:

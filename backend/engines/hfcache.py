@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from backend.config import Settings
 
@@ -90,7 +91,7 @@ class SnapshotStatus:
     files: int = 0
     size_bytes: int = 0
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["path"] = str(self.path) if self.path else None
         return d
@@ -114,7 +115,7 @@ def configure_hf_env(settings: Settings, env: MutableMapping[str, str] | None = 
     env["HF_HUB_CACHE"] = str(hub_cache_dir(hf_home))
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     if env is os.environ and "huggingface_hub.constants" in sys.modules:
-        constants = sys.modules["huggingface_hub.constants"]
+        constants: Any = sys.modules["huggingface_hub.constants"]  # patched module attributes
         if getattr(constants, "HF_HUB_CACHE", None) != str(hub_cache_dir(hf_home)):
             log.warning(
                 "huggingface_hub was imported before HF_HOME was set; patching its constants"
@@ -138,10 +139,10 @@ def offline_requested(env: MutableMapping[str, str] | None = None) -> bool:
 
 
 def _set_hub_offline_constants(value: bool) -> None:
-    constants = sys.modules.get("huggingface_hub.constants")
+    constants: Any = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
         constants.HF_HUB_OFFLINE = value
-    tf_hub = sys.modules.get("transformers.utils.hub")
+    tf_hub: Any = sys.modules.get("transformers.utils.hub")
     if tf_hub is not None and hasattr(tf_hub, "_is_offline_mode"):
         tf_hub._is_offline_mode = value
 
@@ -272,7 +273,7 @@ def _lease_path(hf_home: Path, repo_id: str) -> Path:
 
 def repo_lease(
     hf_home: Path, repo_id: str, *, lease_seconds: float = 60.0, timeout: float = 3600.0
-):  # type: ignore[no-untyped-def]
+):
     """The repo's download lease (a ``SoftFileLease``): held while its cache path is written or removed."""
     from filelock import SoftFileLease
 
@@ -338,9 +339,11 @@ def ensure_model(
     hf_home = configure_hf_env(settings)
     status = check_snapshot(hf_home, repo_id, revision)
     if not status.complete and _is_demo(repo_id):
-        from backend.engines.demo import install_demo_models
+        from backend.engines.tiny import DEMO_STT_REPO, DEMO_TTS_REPO, install_tiny_models
 
-        install_demo_models(hf_home)  # built here, offline: never downloaded
+        install_tiny_models(
+            hf_home, DEMO_TTS_REPO, DEMO_STT_REPO
+        )  # built here, offline: never downloaded
         status = check_snapshot(hf_home, repo_id, revision)
     if not status.complete:
         allowed = (not offline_requested()) if download is None else download

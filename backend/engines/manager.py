@@ -11,17 +11,28 @@ models hot for its life; outside it, an optional idle timer (``VOICEBOX_IDLE_UNL
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from backend.config import Settings
-from backend.engines.base import IncrementalTTSEngine, STTEngine, TTSEngine, VoicePrompt
+from backend.engines.base import (
+    VOICEBOX_QWEN_ENGINE,
+    AudioCallback,
+    AudioPiece,
+    IncrementalTTSEngine,
+    ProgressCallback,
+    STTEngine,
+    SynthesisResult,
+    TTSEngine,
+    VoicePrompt,
+)
 from backend.engines.chunking import CrossfadeJoiner, split_text
 from backend.engines.prompt_cache import PromptCache, prompt_key
 
@@ -29,32 +40,6 @@ log = logging.getLogger(__name__)
 
 TTSFactory = Callable[[Settings], TTSEngine]
 STTFactory = Callable[[Settings], STTEngine]
-#: ``on_progress(done_chunks, total_chunks)``; it may raise to abort between chunks (cancellation)
-ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class AudioPiece:
-    """What a streamed synthesis hands on after each chunk.
-
-    ``audio`` are the samples of the final (crossfaded) output that became final with this chunk; all pieces
-    concatenated are exactly the non-streamed output. ``chunk`` is the chunk as generated (before any
-    crossfade), for a consumer that derives a level from it.
-    """
-
-    audio: np.ndarray
-    chunk: np.ndarray
-    index: int
-    total: int
-    sample_rate: int
-
-    @property
-    def last(self) -> bool:
-        return self.index + 1 == self.total
-
-
-#: ``on_audio(piece)`` runs after each chunk; it may block (back-pressure) or raise to abort
-AudioCallback = Callable[[AudioPiece], None]
 
 
 def default_tts_factory(settings: Settings) -> TTSEngine:
@@ -96,29 +81,6 @@ class EngineStats:
         return asdict(self)
 
 
-@dataclass
-class SynthesisResult:
-    """Audio plus the facts a generation row records (timings in seconds)."""
-
-    audio: np.ndarray
-    sample_rate: int
-    chunks: int
-    prompt_cached: bool
-    load_seconds: float = 0.0
-    prompt_seconds: float = 0.0
-    synthesis_seconds: float = 0.0
-    chunk_chars: list[int] = field(default_factory=list)
-
-    @property
-    def duration(self) -> float:
-        return self.audio.shape[0] / float(self.sample_rate)
-
-    @property
-    def rtf(self) -> float:
-        """Real-time factor: synthesis seconds per second of audio (lower is faster)."""
-        return self.synthesis_seconds / self.duration if self.duration > 0 else 0.0
-
-
 class EngineManager:
     """Lazily loaded TTS/STT engines behind one re-entrant device lock."""
 
@@ -146,16 +108,32 @@ class EngineManager:
         self._idle_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------------ engines
-    def tts(self) -> TTSEngine:
-        """The TTS engine, loaded (lazily, under the lock)."""
+    def _tts_engine(self) -> TTSEngine:
+        """The TTS engine object, created if needed but not loaded (constructing one is cheap)."""
         with self.lock:
             if self._tts is None:
                 self._tts = self._tts_factory(self.settings)
-            if not self._tts.is_loaded():
-                self._load(self._tts, "tts")
+            return self._tts
+
+    def tts(self) -> TTSEngine:
+        """The TTS engine, loaded (lazily, under the lock)."""
+        with self.lock:
+            engine = self._tts_engine()
+            if not engine.is_loaded():
+                self._load(engine, "tts")
                 self.stats.tts_loads += 1
             self._touch()
-            return self._tts
+            return engine
+
+    @property
+    def tts_engine_name(self) -> str:
+        """The configured TTS engine's own name (``qwen3-tts``, ``fake``), without loading it."""
+        return self._tts_engine().name
+
+    @property
+    def voicebox_engine(self) -> str:
+        """The Voicebox app's engine id: every TTS engine here is a voice-cloning Qwen3-TTS (or its fake)."""
+        return VOICEBOX_QWEN_ENGINE
 
     def stt(self) -> STTEngine:
         """The STT engine, loaded (lazily, under the lock)."""
@@ -223,11 +201,22 @@ class EngineManager:
             ]
             prompt = engine.build_prompt(decoded)
             self.stats.prompt_builds += 1
+            sources = [hashlib.sha256(data).hexdigest() for data, _ in profile_samples]
             try:
-                self.prompt_cache.put(key, prompt)
+                self.prompt_cache.put(key, prompt, sources)
             except OSError as exc:  # a full volume must not fail the generation itself
                 log.warning("could not store voice prompt: %s", exc)
             return prompt, False
+
+    def forget_prompts(self, sample_sha256s: Sequence[str]) -> int:
+        """Drop every cached voice prompt built from any of these samples (a deleted profile's)."""
+        with self.lock:
+            return self.prompt_cache.forget(sample_sha256s)
+
+    def clear_prompts(self) -> int:
+        """Drop every cached voice prompt (memory and volume); how many files went."""
+        with self.lock:
+            return self.prompt_cache.clear()
 
     # ------------------------------------------------------------------------------------------ work
     def synthesize_detailed(
@@ -263,13 +252,13 @@ class EngineManager:
             pieces = []
             every = self.settings.stream_decode_frames
             incremental = (
-                on_audio is not None and every > 0 and isinstance(engine, IncrementalTTSEngine)
+                engine
+                if on_audio is not None and every > 0 and isinstance(engine, IncrementalTTSEngine)
+                else None
             )
             for i, chunk in enumerate(chunks):
                 chunk_seed = None if seed is None else int(seed) + i
-                if (
-                    incremental
-                ):  # streams with VOICEBOX_STREAM_DECODE_FRAMES: audio inside the chunk
+                if incremental is not None:  # VOICEBOX_STREAM_DECODE_FRAMES: audio inside the chunk
                     joiner.open_part()
 
                     def emit(samples: np.ndarray, index: int = i) -> None:
@@ -279,9 +268,10 @@ class EngineManager:
                             piece = AudioPiece(
                                 early, samples, index, len(chunks), engine.sample_rate
                             )
-                            on_audio(piece)  # type: ignore[misc]
+                            if on_audio is not None:
+                                on_audio(piece)
 
-                    part = engine.generate_incremental(  # type: ignore[union-attr]
+                    part = incremental.generate_incremental(
                         chunk,
                         prompt,
                         language=language,
@@ -369,10 +359,10 @@ class EngineManager:
         """What is configured, loaded and cached; never takes the lock (safe during a long job)."""
         from backend.engines.hfcache import check_snapshot
 
-        def describe(kind: str, engine: Any, repo: str) -> dict[str, Any]:
+        def describe(kind: str, engine: TTSEngine | STTEngine | None, repo: str) -> dict[str, Any]:
             info: dict[str, Any] = {"model": repo, "loaded": False}
             if engine is not None:
-                info.update(engine.info() if hasattr(engine, "info") else {"engine": engine.name})
+                info.update(engine.info())
                 info["loaded"] = engine.is_loaded()
             if repo.strip().lower() == "fake":
                 info["cached"] = True

@@ -45,7 +45,7 @@ def prewarm(workdir: Path) -> dict[str, float]:
     )
     steps: dict[str, float] = {}
 
-    def timed(name: str, step):  # type: ignore[no-untyped-def]
+    def timed(name: str, step):
         started = time.perf_counter()
         result = step()
         steps[name] = round(time.perf_counter() - started, 3)

@@ -11,6 +11,8 @@ every request otherwise (Voicebox rebuilds it per request, and its on-disk cache
   never unpickles anything;
 * writes are atomic (temp file in ``voicebox/.tmp`` → fsync → ``os.replace`` → fsync dir), so a reader on another
   worker sees either nothing or a whole entry;
+* each entry's header lists the sha256 of the sample audio it was built from, so deleting a profile can
+  ``forget`` its prompts (the key alone cannot name them: it is a one-way hash);
 * total size is bounded (``VOICEBOX_PROMPT_CACHE_MB``): oldest-mtime entries are evicted, and a hit refreshes the
   mtime, which makes eviction least-recently-used across workers.
 """
@@ -23,20 +25,26 @@ import json
 import logging
 import os
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from backend.engines.base import VoicePrompt
+from backend.storage.atomic import write_bytes
+
+if TYPE_CHECKING:
+    from backend.config import Settings
 
 log = logging.getLogger(__name__)
 
 _SUFFIX = ".safetensors"
 _META_KEY = "voicebox_meta"
 _FORMAT_KEY = "voicebox_prompt_format"
+#: header field: JSON list of the hex sha256 of each sample's audio the prompt was built from (``forget``)
+_SOURCES_KEY = "voicebox_sources"
 _FORMAT = "1"
 
 
@@ -57,13 +65,19 @@ def prompt_key(
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _header_sources(path: Path) -> list[str]:
+    """The sample digests in a safetensors file's header (8-byte length, then a JSON header), read
+    without loading the arrays."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if not 0 < size <= 1 << 24:
+            raise ValueError("not a safetensors file")
+        header = json.loads(f.read(size))
+    meta = header.get("__metadata__") or {}
+    listed = json.loads(meta.get(_SOURCES_KEY, "[]"))
+    if not isinstance(listed, list):
+        raise ValueError("prompt sources must be a list")
+    return [str(x) for x in listed]
 
 
 class PromptCache:
@@ -82,11 +96,11 @@ class PromptCache:
         self.evictions = 0
 
     @classmethod
-    def from_settings(cls, settings: object) -> PromptCache:
+    def from_settings(cls, settings: Settings) -> PromptCache:
         return cls(
-            Path(settings.cache_dir) / "prompts",  # type: ignore[attr-defined]
-            Path(settings.tmp_dir),  # type: ignore[attr-defined]
-            int(settings.prompt_cache_bytes),  # type: ignore[attr-defined]
+            Path(settings.cache_dir) / "prompts",
+            Path(settings.tmp_dir),
+            int(settings.prompt_cache_bytes),
         )
 
     def path_for(self, key: str) -> Path:
@@ -142,33 +156,50 @@ class PromptCache:
         return VoicePrompt(arrays=arrays, meta=meta)
 
     # ------------------------------------------------------------------------------------------ write
-    def put(self, key: str, prompt: VoicePrompt) -> Path:
-        """Store ``prompt`` atomically and evict old entries beyond the size bound."""
+    def put(self, key: str, prompt: VoicePrompt, sources: Sequence[str] = ()) -> Path:
+        """Store ``prompt`` atomically and evict old entries beyond the size bound.
+
+        ``sources``: the hex sha256 of each sample's audio the prompt was built from (for ``forget``).
+        """
         from safetensors.numpy import save
 
         path = self.path_for(key)
         data = save(
             {k: np.ascontiguousarray(v) for k, v in prompt.arrays.items()},
-            metadata={_FORMAT_KEY: _FORMAT, _META_KEY: json.dumps(prompt.meta, sort_keys=True)},
+            metadata={
+                _FORMAT_KEY: _FORMAT,
+                _META_KEY: json.dumps(prompt.meta, sort_keys=True),
+                _SOURCES_KEY: json.dumps(sorted(set(sources))),
+            },
         )
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp_dir / f"prompt-{key[:16]}-{uuid.uuid4().hex}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        _fsync_dir(path.parent)
+        write_bytes(path, data, self.tmp_dir, prefix=f"prompt-{key[:16]}-")
         with self._lock:
             self._remember(key, prompt)
         self.evict(keep=key)
         return path
+
+    # ------------------------------------------------------------------------------------------ forget
+    def forget(self, sources: Sequence[str]) -> int:
+        """Remove every entry built from any of these samples (hex sha256 of their audio); how many files
+        went. Reads only each file's small header; entries written before sources were recorded (no header
+        field) cannot be matched and age out of the LRU bound instead."""
+        wanted = {s.lower() for s in sources}
+        if not wanted:
+            return 0
+        with self._lock:
+            # the memory copies are cheap to reload from disk; dropping them all forgets the right ones
+            self._memory.clear()
+        removed = 0
+        for path, _, _ in self.entries():
+            try:
+                listed = set(_header_sources(path))
+            except (OSError, ValueError):
+                continue  # removed by a peer meanwhile, or not ours
+            if listed & wanted:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def _remember(self, key: str, prompt: VoicePrompt) -> None:
         self._memory[key] = prompt
@@ -179,7 +210,7 @@ class PromptCache:
     # ------------------------------------------------------------------------------------------ bound
     def entries(self) -> list[tuple[Path, int, float]]:
         """(path, size, mtime) of every entry on disk."""
-        out = []
+        out: list[tuple[Path, int, float]] = []
         if not self.root.is_dir():
             return out
         for p in self.root.glob(f"*/*{_SUFFIX}"):

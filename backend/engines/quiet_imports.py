@@ -25,6 +25,7 @@ import re
 import sys
 import types
 from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "DEFERRED_MODULES",
@@ -109,3 +110,23 @@ def quiet_third_party_import() -> Iterator[None]:
             )
         if text.strip():
             sys.stdout.write(text)
+
+
+def import_qwen_tts() -> Any:
+    """Import ``qwen_tts`` with an error that says what is wrong when its torchaudio import fails."""
+    from backend.engines.base import EngineError
+    from backend.engines.torchaudio_compat import ensure_kaldi_importable
+
+    ensure_kaldi_importable()
+    try:
+        with quiet_third_party_import():
+            import qwen_tts
+    except (ImportError, OSError) as exc:
+        hint = ""
+        if "torchaudio" in str(exc):
+            hint = (
+                " qwen_tts imports torchaudio.compliance.kaldi; install a torchaudio build that matches "
+                "the installed torch (the CUDA image pins a matched pair)."
+            )
+        raise EngineError(f"cannot import qwen_tts: {type(exc).__name__}: {exc}.{hint}") from exc
+    return qwen_tts

@@ -27,6 +27,7 @@ from backend.engines.base import (
     VoicePrompt,
     release_device_memory,
 )
+from backend.engines.quiet_imports import import_qwen_tts as import_qwen_tts
 
 log = logging.getLogger(__name__)
 
@@ -57,26 +58,6 @@ def resolve_dtype(device: str) -> Any:
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
-
-
-def import_qwen_tts() -> Any:
-    """Import ``qwen_tts`` with an error that says what is wrong when its torchaudio import fails."""
-    from backend.engines.quiet_imports import quiet_third_party_import
-    from backend.engines.torchaudio_compat import ensure_kaldi_importable
-
-    ensure_kaldi_importable()
-    try:
-        with quiet_third_party_import():
-            import qwen_tts
-    except (ImportError, OSError) as exc:
-        hint = ""
-        if "torchaudio" in str(exc):
-            hint = (
-                " qwen_tts imports torchaudio.compliance.kaldi; install a torchaudio build that matches "
-                "the installed torch (the CUDA image pins a matched pair)."
-            )
-        raise EngineError(f"cannot import qwen_tts: {type(exc).__name__}: {exc}.{hint}") from exc
-    return qwen_tts
 
 
 def _language_name(language: str | None, supported: set[str] | None) -> str:

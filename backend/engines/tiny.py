@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 DEMO_TTS_REPO = "voicebox-demo/tiny-qwen3-tts-base"
 DEMO_STT_REPO = "voicebox-demo/tiny-whisper"
@@ -75,7 +76,7 @@ def build_tiny_qwen3_tts(out: Path) -> dict[str, int]:
     import torch
     import transformers
 
-    from backend.engines.qwen import import_qwen_tts
+    from backend.engines.quiet_imports import import_qwen_tts
 
     import_qwen_tts()
     from qwen_tts.core.models import (
@@ -262,7 +263,7 @@ def build_tiny_qwen3_tts(out: Path) -> dict[str, int]:
     }
 
 
-def _randomize_codebooks(module: object) -> None:
+def _randomize_codebooks(module: Any) -> None:
     """Give the codec's vector-quantizer codebooks random entries.
 
     Freshly constructed codebooks are all zeros (``embedding_sum`` starts empty and is learnt), so an untouched
@@ -274,14 +275,14 @@ def _randomize_codebooks(module: object) -> None:
 
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:  # type: ignore[attr-defined]
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
             if name.endswith("embedding_sum"):
                 tensor.copy_(torch.randn(tensor.shape, generator=gen))
             elif name.endswith("cluster_usage"):
                 tensor.fill_(1.0)
 
 
-def _calibrate_output_level(st: object, target_rms: float = 0.1) -> None:
+def _calibrate_output_level(st: Any, target_rms: float = 0.1) -> None:
     """Scale the codec's last (linear) conv so decoded noise sits near ``target_rms``.
 
     A random decoder's output is ~1e-9: PCM16 would store it as all zeros, and every encoded WAV would be the same
@@ -289,7 +290,7 @@ def _calibrate_output_level(st: object, target_rms: float = 0.1) -> None:
     """
     import torch
 
-    decoder = st.decoder  # type: ignore[attr-defined]
+    decoder = st.decoder
     gen = torch.Generator().manual_seed(2)
     codes = torch.randint(0, 2048, (1, _NQ, 25), generator=gen)
     with torch.no_grad():

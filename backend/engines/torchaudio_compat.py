@@ -13,6 +13,7 @@ import importlib.machinery
 import logging
 import sys
 import types
+from typing import Any
 
 log = logging.getLogger(__name__)
 MARKER = "voicebox-worker-compat"
@@ -47,14 +48,15 @@ def ensure_kaldi_importable() -> bool:
         )
     else:
         return False
-    package = types.ModuleType("torchaudio")
-    compliance = types.ModuleType("torchaudio.compliance")
-    kaldi = types.ModuleType("torchaudio.compliance.kaldi")
-    kaldi.fbank = _unavailable  # type: ignore[attr-defined]
-    kaldi.mfcc = _unavailable  # type: ignore[attr-defined]
-    package.compliance = compliance  # type: ignore[attr-defined]
-    compliance.kaldi = kaldi  # type: ignore[attr-defined]
-    package.__voicebox__ = MARKER  # type: ignore[attr-defined]
+    # typed Any: stand-in modules get their attributes set here, which ModuleType does not declare
+    package: Any = types.ModuleType("torchaudio")
+    compliance: Any = types.ModuleType("torchaudio.compliance")
+    kaldi: Any = types.ModuleType("torchaudio.compliance.kaldi")
+    kaldi.fbank = _unavailable
+    kaldi.mfcc = _unavailable
+    package.compliance = compliance
+    compliance.kaldi = kaldi
+    package.__voicebox__ = MARKER
     for module in (package, compliance, kaldi):
         module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, loader=None)
         sys.modules[module.__name__] = module

@@ -20,15 +20,14 @@ import hashlib
 import json
 import logging
 import mimetypes
-import os
 import re
-import tempfile
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from backend import job_answer as keys
 from backend.config import Settings
+from backend.storage.atomic import AtomicFile
 
 __all__ = [
     "BodyCollector",
@@ -138,19 +137,19 @@ def inline_answer(status: int, headers: dict[str, str], body: bytes) -> dict[str
     kind = answer_kind(content_type)
     if kind == "binary":
         return {
-            "status_code": status,
-            "headers": headers,
-            "is_binary": True,
-            "content_type": media_type(content_type) or "application/octet-stream",
-            "body_base64": base64.b64encode(body).decode("ascii"),
+            keys.STATUS_CODE: status,
+            keys.HEADERS: headers,
+            keys.IS_BINARY: True,
+            keys.CONTENT_TYPE: media_type(content_type) or "application/octet-stream",
+            keys.BODY_BASE64: base64.b64encode(body).decode("ascii"),
         }
     text = body.decode("utf-8", errors="replace")
     if kind == "json" and text.strip():
         try:
-            return {"status_code": status, "headers": headers, "body": json.loads(text)}
+            return {keys.STATUS_CODE: status, keys.HEADERS: headers, keys.BODY: json.loads(text)}
         except ValueError:
             pass  # a JSON content type with a broken body: return the text rather than failing the job
-    return {"status_code": status, "headers": headers, "body": text if text else None}
+    return {keys.STATUS_CODE: status, keys.HEADERS: headers, keys.BODY: text if text else None}
 
 
 def inline_size(status: int, headers: dict[str, str], body: bytes) -> int:
@@ -175,19 +174,6 @@ def export_name(job_id: str, content_type: str, content_disposition: str | None 
     return f"job-{stem}-{uuid.uuid4().hex[:12]}{ext}"
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # some filesystems refuse to open directories; the rename itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class SpillFile:
     """A temp file in ``settings.tmp_dir`` that becomes ``exports/<name>`` only when complete.
 
@@ -196,37 +182,24 @@ class SpillFile:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=settings.tmp_dir, prefix="spill-", suffix=".part")
-        self._file = os.fdopen(fd, "wb")
-        self._tmp = Path(tmp)
+        self._out = AtomicFile(settings.tmp_dir, prefix="spill-")
         self._hash = hashlib.sha256()
-        self.size = 0
+
+    @property
+    def size(self) -> int:
+        return self._out.size
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
+        self._out.write(chunk)
         self._hash.update(chunk)
-        self.size += len(chunk)
 
     def commit(self, name: str, content_type: str) -> ExportInfo:
-        exports = self._settings.exports_dir
-        exports.mkdir(parents=True, exist_ok=True)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        target = exports / name
-        if target.exists():  # names carry a random part; a clash means something is badly wrong
-            self.abort()
-            raise FileExistsError(f"export {name} already exists")
-        os.replace(self._tmp, target)
-        _fsync_dir(exports)
+        # names carry a random part; a clash (exclusive) means something is badly wrong
+        self._out.commit(self._settings.exports_dir / name, exclusive=True)
         return ExportInfo(name, self.size, self._hash.hexdigest(), content_type)
 
     def abort(self) -> None:
-        try:
-            self._file.close()
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        self._out.abort()
 
 
 def write_export(settings: Settings, data: bytes, name: str, content_type: str) -> ExportInfo:
@@ -245,11 +218,11 @@ def spilled_answer(
 ) -> dict[str, Any]:
     """The answer that points at a payload on the volume instead of carrying it."""
     return {
-        "status_code": status,
-        "headers": headers,
-        "spilled": True,
-        "export": info.as_dict(),
-        "message": (
+        keys.STATUS_CODE: status,
+        keys.HEADERS: headers,
+        keys.SPILLED: True,
+        keys.EXPORT: info.as_dict(),
+        keys.MESSAGE: (
             f"the answer ({inline_bytes} bytes serialized) is over the inline budget of {budget} bytes; "
             f"the body was written to voicebox/exports/{info.name} on the volume"
         ),

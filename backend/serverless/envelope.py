@@ -1,8 +1,8 @@
 """The RunPod job envelope: one HTTP request to the local API, described as JSON.
 
-Why a strict model: the envelope is the only input a RunPod caller controls, and the seed built its request as
-``BASE_URL + path`` -- so ``"path": "@evil.host/"`` made the worker fetch another host with the worker's network
-position (SSRF). Here ``path`` must be an origin-form path (RFC 9112 §3.2.1) on the local server, checked on the
+Why a strict model: the envelope is the only input a RunPod caller controls, and the template worker this
+project replaces built its request as ``BASE_URL + path`` -- so ``"path": "@evil.host/"`` made the worker fetch
+another host with the worker's network position (SSRF). Here ``path`` must be an origin-form path (RFC 9112 §3.2.1) on the local server, checked on the
 raw text *and* after percent-decoding (uvicorn decodes once before routing; a second pass catches double
 encoding). Header values may not carry CR/LF (smuggling a second request or header), and uploads are base64 checked
 before anything is sent. Every error names the field (``input.files.file.content_base64: ...``) so a caller can
@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from backend.api.admin import decoded_route
 from backend.config import DEFAULT_MAX_JOB_UPLOAD_BYTES
 
 __all__ = [
@@ -161,12 +162,6 @@ def check_path(raw: str) -> tuple[str, list[tuple[str, str]]]:
             raise ValueError("query string contains characters outside RFC 3986")
         items = parse_qsl(query, keep_blank_values=True)
     return path, items
-
-
-def decoded_route(path: str) -> str:
-    """The path as the app routes it (uvicorn percent-decodes once), without a trailing slash."""
-    route = unquote(path)
-    return route.rstrip("/") or "/"
 
 
 def _flat_value(value: Any, where: str, *, allow_list: bool = True) -> Scalar | list[Scalar] | None:

@@ -24,7 +24,8 @@ from urllib.parse import quote
 
 import httpx
 
-from backend.api.admin import AdminTable, api_admin_table
+from backend import job_answer as keys
+from backend.api.admin import AdminTable
 from backend.config import Settings
 from backend.serverless.answers import BodyCollector, OverBudget, serialized_size, useful_headers
 from backend.serverless.envelope import Envelope, EnvelopeError, parse_envelope
@@ -59,7 +60,11 @@ class JobHandler:
         progress_interval: float = 1.0,
     ) -> None:
         self.settings = settings
-        self.admin_routes = admin_routes if admin_routes is not None else api_admin_table()
+        if admin_routes is None:
+            from backend.app import api_admin_table  # the app's routers: only when not given
+
+            admin_routes = api_admin_table()
+        self.admin_routes = admin_routes
         #: ``runpod.serverless.progress_update`` on RunPod: generation jobs report their chunks
         self.progress = progress
         self.progress_interval = progress_interval
@@ -103,10 +108,10 @@ class JobHandler:
             env = parse_envelope(raw, max_file_bytes=self.settings.max_job_upload_bytes)
         except EnvelopeError as err:
             log.info("job %s refused: %s", job_id, err)
-            return {"error": str(err)}
+            return {keys.ERROR: str(err)}
         if (env.method, env.path) in self.admin_routes and not self.settings.allow_admin_jobs:
             return {
-                "error": f"input.path: {env.method} {env.route_path} is an admin route; jobs may call it "
+                keys.ERROR: f"input.path: {env.method} {env.route_path} is an admin route; jobs may call it "
                 "only when the endpoint sets VOICEBOX_ALLOW_ADMIN_JOBS=1"
             }
         started = time.perf_counter()
@@ -118,21 +123,21 @@ class JobHandler:
             raise
         except TimeoutError:
             return {
-                "error": f"timeout: the job ran past {self.settings.job_timeout_seconds:g} s "
+                keys.ERROR: f"timeout: the job ran past {self.settings.job_timeout_seconds:g} s "
                 "(VOICEBOX_JOB_TIMEOUT_SECONDS); keep it below the endpoint's execution timeout"
             }
         except (OverBudget, EnvelopeError) as err:
-            return {"error": str(err)}
+            return {keys.ERROR: str(err)}
         except httpx.HTTPError as err:
-            return {"error": f"transport: {type(err).__name__} talking to the local API: {err}"}
+            return {keys.ERROR: f"transport: {type(err).__name__} talking to the local API: {err}"}
         except OSError as err:
-            return {"error": f"export: could not write the answer to the volume: {err}"}
+            return {keys.ERROR: f"export: could not write the answer to the volume: {err}"}
         log.info(
             "job %s %s %s -> %s in %.1f ms",
             job_id,
             env.method,
             env.route_path,
-            answer.get("status_code"),
+            answer.get(keys.STATUS_CODE),
             (time.perf_counter() - started) * 1000,
         )
         return answer
@@ -154,7 +159,7 @@ class JobHandler:
         try:
             env = parse_envelope(raw, max_file_bytes=self.settings.max_job_upload_bytes)
         except EnvelopeError as err:
-            yield {"error": str(err)}
+            yield {keys.ERROR: str(err)}
             return
         if not env.is_stream():
             yield await self(job)
@@ -168,13 +173,13 @@ class JobHandler:
             raise
         except TimeoutError:
             yield {
-                "error": f"timeout: the stream ran past {self.settings.job_timeout_seconds:g} s "
+                keys.ERROR: f"timeout: the stream ran past {self.settings.job_timeout_seconds:g} s "
                 "(VOICEBOX_JOB_TIMEOUT_SECONDS)"
             }
         except (OverBudget, EnvelopeError) as err:
-            yield {"error": str(err)}
+            yield {keys.ERROR: str(err)}
         except httpx.HTTPError as err:
-            yield {"error": f"transport: {type(err).__name__} talking to the local API: {err}"}
+            yield {keys.ERROR: f"transport: {type(err).__name__} talking to the local API: {err}"}
 
     def build_stream_request(self, env: Envelope, job_id: str) -> httpx.Request:
         """The loopback request of a stream job: ``/generate/stream``, or speech with ``stream_format``."""
@@ -187,7 +192,11 @@ class JobHandler:
                 "audio"  # the job carries bytes; SSE framing would be noise here
             )
         return self._http().build_request(
-            "POST", self._url(route), params=env.query_items(), headers=headers, json=body
+            "POST",
+            self._url(route),
+            params=tuple(env.query_items()),
+            headers=headers,
+            json=body,
         )
 
     async def _stream(self, env: Envelope, job_id: str) -> AsyncIterator[dict[str, Any]]:
@@ -259,7 +268,11 @@ class JobHandler:
         elif env.body is not None and env.method != "GET":
             kwargs["json"] = env.body
         return self._http().build_request(
-            env.method, self._url(env.route_path), params=params, headers=headers, **kwargs
+            env.method,
+            self._url(env.route_path),
+            params=tuple(params),
+            headers=headers,
+            **kwargs,
         )
 
     async def _run(self, env: Envelope, job_id: str, job: Any = None) -> dict[str, Any]:
@@ -317,21 +330,21 @@ class JobHandler:
         self, answer: dict[str, Any], env: Envelope, job_id: str, budget: int
     ) -> dict[str, Any]:
         """``inline_audio``: fetch the generation's audio in the same job, within what is left of the budget."""
-        body = answer.get("body")
-        status = answer.get("status_code", 0)
+        body = answer.get(keys.BODY)
+        status = answer.get(keys.STATUS_CODE, 0)
         if not (200 <= status < 300 and isinstance(body, dict) and body.get("id")):
             return answer  # the generation failed or was spilled: nothing to attach
         params = [("format", env.audio_format)] if env.audio_format else []
         request = self._http().build_request(
             "GET",
             self._url(f"/audio/{quote(str(body['id']), safe='')}"),
-            params=params,
+            params=tuple(params),
             headers={"X-Request-ID": job_id},
         )
         left = budget - serialized_size(answer) - 256
         audio = await self._exchange(request, env, job_id, max(left, 0))
-        audio.pop("headers", None)
-        answer["audio"] = audio
+        audio.pop(keys.HEADERS, None)
+        answer[keys.AUDIO] = audio
         return answer
 
 

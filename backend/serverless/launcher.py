@@ -26,7 +26,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from backend.config import Settings
+    from backend.engines.base import Engines
 
 __all__ = [
     "LaunchHooks",
@@ -177,19 +181,19 @@ def concurrency_modifier(settings: Any) -> Callable[[int], int]:
 class LaunchHooks:
     """The three heavy steps, injectable so tests can launch the real loop around a small app."""
 
-    bootstrap: Callable[[Any], Any]
-    load_engines: Callable[[Any], Any]
-    make_app: Callable[[Any, Any], Any]
+    bootstrap: Callable[[Settings], Any]
+    load_engines: Callable[[Settings], Engines | None]
+    make_app: Callable[[Settings, Engines | None], Any]
 
 
-def _bootstrap(settings: Any) -> Any:
+def _bootstrap(settings: Settings) -> Any:
     import importlib
 
     # The module, not the package attribute: the package may or may not re-export the function.
     return importlib.import_module("volume_bootstrap.bootstrap").bootstrap(settings)
 
 
-def _load_engines(settings: Any) -> Any:
+def _load_engines(settings: Settings) -> Engines:
     from backend.engines.manager import EngineManager
 
     manager = EngineManager(settings)
@@ -197,7 +201,7 @@ def _load_engines(settings: Any) -> Any:
     return manager
 
 
-def _make_app(settings: Any, engines: Any) -> Any:
+def _make_app(settings: Settings, engines: Engines | None) -> Any:
     from backend.app import create_app
     from backend.services.container import Services
 

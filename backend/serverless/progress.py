@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import httpx
 
-from backend.serverless.envelope import Envelope, decoded_route
+from backend.api.admin import decoded_route
+from backend.serverless.envelope import Envelope
 
 log = logging.getLogger("voicebox.serverless")
 

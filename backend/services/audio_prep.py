@@ -33,7 +33,7 @@ class PreparedAudio:
     reencoded: bool
 
 
-def _info(source: Path, what: str) -> sf._SoundFileInfo:  # type: ignore[name-defined]
+def _info(source: Path, what: str) -> sf._SoundFileInfo:
     try:
         return sf.info(str(source))
     except Exception as exc:  # noqa: BLE001 - libsndfile reports every failure as its own error

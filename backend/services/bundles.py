@@ -840,9 +840,10 @@ class BundleService:
 
     def _prompt_info(self) -> dict[str, Any]:
         model = self.settings.tts_model
-        engine = getattr(self.services.engines, "tts_engine_name", None)
-        if not isinstance(engine, str):
-            engine = "fake" if model == "fake" else "qwen"
+        engines = self.services.engines
+        engine = (
+            engines.tts_engine_name if engines else ("fake" if model == "fake" else "qwen3-tts")
+        )
         return {"engine": engine, "tts_model": model, "sample_rate": 24000}
 
     def export_profile(self, profile_id: str, fmt: str = VERSION_V11) -> ExportedFile:

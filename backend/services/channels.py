@@ -7,6 +7,7 @@ renamed or deleted, and every id in an assignment must exist — checked before 
 
 from __future__ import annotations
 
+import builtins  # the class's own ``list`` method shadows the builtin in its annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -96,7 +97,7 @@ class ChannelService:
         with self.db.read() as session:
             return _info(self._get(session, channel_id))
 
-    def create(self, name: str, device_ids: list[str]) -> ChannelInfo:
+    def create(self, name: str, device_ids: builtins.list[str]) -> ChannelInfo:
         name = _clean_name(name)
 
         def unit(session: Session) -> ChannelInfo:
@@ -110,7 +111,7 @@ class ChannelService:
         return write_retrying(self.db, unit)
 
     def update(
-        self, channel_id: str, name: str | None, device_ids: list[str] | None
+        self, channel_id: str, name: str | None, device_ids: builtins.list[str] | None
     ) -> ChannelInfo:
         new_name = _clean_name(name) if name is not None else None
 
@@ -138,7 +139,7 @@ class ChannelService:
 
         write_retrying(self.db, unit)
 
-    def channel_voices(self, channel_id: str) -> list[str]:
+    def channel_voices(self, channel_id: str) -> builtins.list[str]:
         with self.db.read() as session:
             self._get(session, channel_id)
             return list(
@@ -149,7 +150,7 @@ class ChannelService:
                 )
             )
 
-    def set_channel_voices(self, channel_id: str, profile_ids: list[str]) -> None:
+    def set_channel_voices(self, channel_id: str, profile_ids: builtins.list[str]) -> None:
         wanted = _unique_ids(profile_ids, "profile id")
 
         def unit(session: Session) -> None:
@@ -162,7 +163,7 @@ class ChannelService:
 
         write_retrying(self.db, unit)
 
-    def profile_channels(self, profile_id: str) -> list[str]:
+    def profile_channels(self, profile_id: str) -> builtins.list[str]:
         with self.db.read() as session:
             if session.get(Profile, profile_id) is None:
                 raise NotFoundError(f"profile {profile_id} not found")
@@ -174,7 +175,7 @@ class ChannelService:
                 )
             )
 
-    def set_profile_channels(self, profile_id: str, channel_ids: list[str]) -> None:
+    def set_profile_channels(self, profile_id: str, channel_ids: builtins.list[str]) -> None:
         wanted = _unique_ids(channel_ids, "channel id")
 
         def unit(session: Session) -> None:

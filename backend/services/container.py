@@ -11,7 +11,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from backend.config import Settings
-from backend.db.interface import Database, open_database
+from backend.db.factory import open_database
+from backend.db.interface import Database
+from backend.engines.base import Engines
+from backend.services.errors import ConflictError
 from backend.storage.blobs import BlobStore
 
 if TYPE_CHECKING:
@@ -31,21 +34,27 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
-    """Settings, the volume database and blob store, the engines (filled by the lead), and the services."""
+    """Settings, the volume database and blob store, the engines (set by the worker that runs models), and the services."""
 
     settings: Settings
     db: Database
     blobs: BlobStore
-    engines: object | None = None
+    engines: Engines | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, settings: Settings, *, engines: object | None = None) -> Services:
+    def create(cls, settings: Settings, *, engines: Engines | None = None) -> Services:
         """Services on an already bootstrapped volume (the caller runs ``bootstrap`` first)."""
         from volume_bootstrap.migrate import head_revision
 
         db = open_database(settings, expected_revision=head_revision())
         return cls(settings=settings, db=db, blobs=BlobStore(settings), engines=engines)
+
+    def require_engines(self, what: str = "TTS engine") -> Engines:
+        """The engines, or a 409 saying this worker has none (an API-only or maintenance process)."""
+        if self.engines is None:
+            raise ConflictError(f"no {what} is configured on this worker")
+        return self.engines
 
     @cached_property
     def profiles(self) -> ProfileService:
@@ -98,7 +107,7 @@ class Services:
 
     @cached_property
     def generation(self) -> GenerationService:
-        """The lead's generation service (one per worker: it owns the synthesis thread)."""
+        """The generation service (one per worker: it owns the synthesis thread)."""
         from backend.services.generation import GenerationService
 
         return GenerationService(self)
@@ -131,8 +140,9 @@ class Services:
 
     def close(self) -> None:
         """Stop what the services started (only those that were used) and close the database."""
-        for name in ("streaming", "generation"):
-            closer = getattr(self.__dict__.get(name), "close", None)
-            if callable(closer):
-                closer()
+        started = self.__dict__  # cached_property stores a service here once it is used
+        if "streaming" in started:
+            self.streaming.close()
+        if "generation" in started:
+            self.generation.close()
         self.db.close()

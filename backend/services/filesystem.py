@@ -41,11 +41,13 @@ def filesystem_health(settings: Settings) -> dict[str, Any]:
         except ValueError:
             label = folder.name
         directories.append(_check(folder, label))
+    free: float | None = None
+    total: float | None = None
     try:
         usage = shutil.disk_usage(root)
         free, total = round(usage.free / 2**20, 1), round(usage.total / 2**20, 1)
     except OSError:
-        free = total = None
+        pass
     return {
         "healthy": all(d["writable"] for d in directories),
         "disk_free_mb": free,

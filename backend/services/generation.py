@@ -31,6 +31,7 @@ from backend.db.models import Generation, Profile, new_id, utcnow
 from backend.services.common import write_retrying
 from backend.services.errors import BusyError, ConflictError, NotFoundError, ValidationError
 from backend.services.versions import add_version, next_label
+from backend.statuses import ACTIVE, CANCELLED_ERROR, FINAL, RETRYABLE, GenerationStatus
 from backend.storage import effects as fx
 from backend.storage.audio import encode_audio, normalize_loudness
 
@@ -40,14 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("generating",)
 RETRY_AFTER_SECONDS = 5
-#: ``cancelled`` is only found in rows written before cancel became Voicebox's ``failed`` + CANCELLED_ERROR
-FINAL = ("completed", "failed", "cancelled")
-#: Voicebox's error of a cancelled generation: the desktop app knows only ``failed``, and shows this message
-CANCELLED_ERROR = "Generation cancelled"
-#: what a retry may re-run (legacy ``cancelled`` rows too)
-RETRYABLE = ("failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -229,9 +223,9 @@ class GenerationService:
                 language=request.language,
                 seed=request.seed,
                 instruct=request.instruct,
-                engine="qwen",
+                engine=self.services.require_engines().voicebox_engine,
                 model_size=self._model_size(),
-                status="generating",
+                status=GenerationStatus.GENERATING,
                 source=request.source,
                 audio_path=f"generations/{now:%Y-%m}/{gen_id}.wav",
                 owner_worker_id=self.settings.worker_id,
@@ -280,7 +274,7 @@ class GenerationService:
     ) -> None:
         started = time.monotonic()
         self._running.add(gen_id)
-        outcome: tuple[str, str | None] = ("failed", "the generation did not finish")
+        outcome: tuple[str, str | None] = (GenerationStatus.FAILED, "the generation did not finish")
         try:
             if gen_id in self._cancel:
                 raise _Cancelled
@@ -295,7 +289,7 @@ class GenerationService:
                     self._renew_lease(gen_id)
                     last_renewal[0] = time.monotonic()
 
-            result = self.services.engines.synthesize_detailed(  # type: ignore[union-attr]
+            result = self.services.require_engines().synthesize_detailed(
                 samples,
                 request.text,
                 language=request.language,
@@ -320,7 +314,7 @@ class GenerationService:
                     profile = session.get(Profile, row.profile_id)
                     chain = fx.parse_stored(profile.effects_chain) if profile else None
             if rel is None:
-                outcome = ("cancelled", "deleted while generating")
+                outcome = (GenerationStatus.CANCELLED, "deleted while generating")
                 return  # deleted while generating
             if request.take_path:
                 rel = request.take_path
@@ -340,7 +334,7 @@ class GenerationService:
 
             def complete(session: Session) -> bool:
                 row = session.get(Generation, gen_id)
-                if row is None or row.status != "generating":
+                if row is None or row.status != GenerationStatus.GENERATING:
                     return False  # deleted or cancelled meanwhile
                 label = next_label(row, "take") if request.take_path else "original"
                 source = None
@@ -360,7 +354,7 @@ class GenerationService:
                     source_version_id=source,
                     seed=request.seed if request.take_path else None,
                 )
-                row.status = "completed"
+                row.status = GenerationStatus.COMPLETED
                 row.error = None
                 row.duration = result.duration
                 row.sha256 = stored.sha256
@@ -377,19 +371,19 @@ class GenerationService:
             if not write_retrying(self.services.db, complete):
                 for path in written:
                     self.services.blobs.delete(path)
-                outcome = ("cancelled", "deleted or cancelled while generating")
+                outcome = (GenerationStatus.CANCELLED, "deleted or cancelled while generating")
             else:
-                outcome = ("completed", None)
+                outcome = (GenerationStatus.COMPLETED, None)
         except _Cancelled:
             # the app knows only ``failed``: the row says "Generation cancelled"; a stream's end says why
-            outcome = ("cancelled", CANCELLED_ERROR)
-            self._finish(gen_id, "failed", CANCELLED_ERROR)
+            outcome = (GenerationStatus.CANCELLED, CANCELLED_ERROR)
+            self._finish(gen_id, GenerationStatus.FAILED, CANCELLED_ERROR)
         except SinkClosed as exc:
-            outcome = ("cancelled", str(exc) or "the stream was closed")
-            self._finish(gen_id, "failed", f"{CANCELLED_ERROR}: {outcome[1]}")
+            outcome = (GenerationStatus.CANCELLED, str(exc) or "the stream was closed")
+            self._finish(gen_id, GenerationStatus.FAILED, f"{CANCELLED_ERROR}: {outcome[1]}")
         except Exception as exc:  # the row must say why, whatever failed
             log.exception("generation %s failed", gen_id)
-            outcome = ("failed", _describe(exc))
+            outcome = (GenerationStatus.FAILED, _describe(exc))
             self._finish(gen_id, *outcome)
         finally:
             self._cancel.discard(gen_id)
@@ -412,7 +406,7 @@ class GenerationService:
         try:
             with self.services.db.write() as session:
                 row = session.get(Generation, gen_id)
-                if row is not None and row.status == "generating":
+                if row is not None and row.status == GenerationStatus.GENERATING:
                     row.lease_expires_at = utcnow() + timedelta(
                         seconds=self.settings.job_lease_seconds
                     )
@@ -422,11 +416,11 @@ class GenerationService:
     def _finish(self, gen_id: str, status: str, error: str) -> None:
         def mark(session: Session) -> str | None:
             row = session.get(Generation, gen_id)
-            if row is None or row.status != "generating":
+            if row is None or row.status != GenerationStatus.GENERATING:
                 return None
             row.lease_expires_at = None
             if row.versions:  # a failed new take: the generation keeps its versions and audio
-                row.status = "completed"
+                row.status = GenerationStatus.COMPLETED
                 row.error = f"the new take failed: {error}"
                 return None
             row.status = status
@@ -497,7 +491,7 @@ class GenerationService:
             )
         self._cancel.add(gen_id)
         if gen_id not in self._running:  # still queued: the synthesis thread will skip it
-            self._finish(gen_id, "failed", CANCELLED_ERROR)
+            self._finish(gen_id, GenerationStatus.FAILED, CANCELLED_ERROR)
         event = self._done.get(gen_id)
         if event is not None and gen_id in self._running:
             event.wait(30)
@@ -536,7 +530,7 @@ class GenerationService:
                 raise ValidationError(
                     f"profile {row.profile_name!r} has no samples; add one before retrying"
                 )
-            row.status = "generating"
+            row.status = GenerationStatus.GENERATING
             row.error = None
             row.duration = None
             row.sha256 = None
@@ -590,7 +584,7 @@ class GenerationService:
                 row = session.get(Generation, gen_id)
                 if row is None:
                     raise NotFoundError(f"generation {gen_id} not found")
-                if row.status != "completed" or not row.versions:
+                if row.status != GenerationStatus.COMPLETED or not row.versions:
                     raise ValidationError(
                         f"generation {gen_id} is {row.status}; only a completed generation can be "
                         "regenerated (a failed one is retried: POST /generate/{id}/retry)"
@@ -599,7 +593,7 @@ class GenerationService:
                     raise ConflictError(
                         "the profile of this generation was deleted; it cannot be regenerated"
                     )
-                row.status = "generating"
+                row.status = GenerationStatus.GENERATING
                 row.error = None
                 row.owner_worker_id = self.settings.worker_id
                 row.lease_expires_at = now + timedelta(seconds=self.settings.job_lease_seconds)
@@ -625,7 +619,9 @@ class GenerationService:
         """Delete every failed (and legacy cancelled) row; returns how many (``DELETE /history/failed``)."""
 
         def unit(session: Session) -> list[str | None]:
-            rows = session.scalars(select(Generation).where(Generation.status.in_(RETRYABLE))).all()
+            rows = session.scalars(
+                select(Generation).where(Generation.status.in_(sorted(RETRYABLE)))
+            ).all()
             paths = [row.audio_path for row in rows]
             for row in rows:
                 session.delete(row)

@@ -69,10 +69,9 @@ def health_info(services: Services) -> dict[str, Any]:
         info["status"] = "degraded"
         info["reasons"] = reasons
     info.update(_gpu_from_torch())
-    probe = getattr(services.engines, "health", None)
-    if callable(probe):
+    if services.engines is not None:
         try:
-            extra = probe() or {}
+            extra = services.engines.health() or {}
             info.update({k: v for k, v in extra.items() if k in ENGINE_KEYS})
         except Exception:  # noqa: BLE001
             log.warning("engines.health() failed", exc_info=True)

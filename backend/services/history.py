@@ -17,6 +17,7 @@ from backend.db.models import Generation, utcnow
 from backend.db.search import contains
 from backend.services.common import download_name, write_retrying
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
+from backend.statuses import ACTIVE
 from backend.storage import audio as audio_mod
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class HistoryService:
         def unit(session: Session) -> None:
             row = self._get(session, generation_id)
             live = row.lease_expires_at is None or row.lease_expires_at > utcnow()
-            if row.status == "generating" and live:
+            if row.status in ACTIVE and live:
                 raise ConflictError(
                     f"generation {generation_id!r} is still generating; wait for it to finish"
                 )

@@ -139,7 +139,7 @@ def hub_downloader(lease_seconds: float) -> Downloader:
         except Exception as exc:  # noqa: BLE001 - the download itself says what is wrong
             log.info("no size for %s: %s", repo_id, exc)
 
-        class Files(tqdm):  # type: ignore[misc,valid-type]
+        class Files(tqdm):
             """The hub's bar of files: stop between files when cancelled."""
 
             def update(self, n: float | None = 1) -> bool | None:
@@ -210,8 +210,7 @@ class ModelManagementService:
 
     def _loaded(self, kind: str | None) -> bool:
         engines = self.services.engines
-        probe = getattr(engines, "is_loaded", None)
-        return bool(kind and callable(probe) and probe(kind))
+        return bool(kind and engines is not None and engines.is_loaded(kind))
 
     # ------------------------------------------------------------------ status
     def status(self) -> list[dict[str, Any]]:
@@ -377,5 +376,5 @@ class ModelManagementService:
             return f"Model {model.model_name} is not loaded"
         if self.settings.serverless:
             raise ConflictError("models stay loaded in serverless mode (SERVERLESS=1)")
-        self.services.engines.unload(kind)  # type: ignore[union-attr]
+        self.services.require_engines().unload(kind)
         return f"Model {model.model_name} unloaded successfully"

@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,8 @@ from backend.db.models import Generation, Profile, ProfileSample, utcnow
 from backend.services.audio_prep import prepare_reference
 from backend.services.common import write_retrying
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
+from backend.statuses import ACTIVE
+from backend.storage.blobs import sha256_file
 
 if TYPE_CHECKING:
     from backend.services.container import Services
@@ -189,16 +191,15 @@ class ProfileService:
 
     def delete_profile(self, profile_id: str) -> DeleteResult:
         """Delete the profile, its samples, avatar, files and cached prompts; keep its history rows."""
-        captured: dict[str, object] = {}
 
-        def unit(session: Session) -> DeleteResult:
+        def unit(session: Session) -> tuple[DeleteResult, list[SampleRef], str | None]:
             profile = self._get(session, profile_id)
             busy = session.scalar(
                 select(func.count())
                 .select_from(Generation)
                 .where(
                     Generation.profile_id == profile_id,
-                    Generation.status == "generating",
+                    Generation.status.in_(sorted(ACTIVE)),
                     (Generation.lease_expires_at.is_(None))
                     | (Generation.lease_expires_at > utcnow()),
                 )
@@ -210,9 +211,8 @@ class ProfileService:
             refs = [
                 SampleRef(s.id, s.audio_path, s.sha256, s.reference_text) for s in profile.samples
             ]
-            captured["refs"] = refs
-            captured["avatar"] = profile.avatar_path
-            kept = session.execute(
+            avatar = profile.avatar_path
+            updated = session.execute(
                 update(Generation)
                 .where(Generation.profile_id == profile_id)
                 .values(
@@ -220,16 +220,16 @@ class ProfileService:
                     profile_name=func.coalesce(Generation.profile_name, profile.name),
                 )
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            )
+            kept = cast("CursorResult[Any]", updated).rowcount  # an UPDATE's result is a cursor's
             session.delete(profile)
-            return DeleteResult(len(refs), int(kept or 0))
+            return DeleteResult(len(refs), int(kept or 0)), refs, avatar
 
-        result = write_retrying(self.db, unit)
-        refs: list[SampleRef] = captured.get("refs", [])  # type: ignore[assignment]
+        result, refs, avatar = write_retrying(self.db, unit)
         self._run_prompt_hooks(profile_id, refs)
         for ref in refs:
             self.blobs.delete(ref.audio_path)
-        self.blobs.delete(captured.get("avatar"))  # type: ignore[arg-type]
+        self.blobs.delete(avatar)
         self.blobs.delete_tree(f"profiles/{profile_id}")
         return result
 
@@ -242,16 +242,23 @@ class ProfileService:
                 log.warning("prompt-cache hook failed for profile %s", profile_id, exc_info=True)
 
     def _forget_prompts(self, profile_id: str, refs: list[SampleRef]) -> None:
-        """Default hook: a per-profile prompt folder if one exists, then the engines' own cleanup.
+        """Default hook: drop every cached voice prompt built from the deleted profile's samples.
 
-        The prompt cache is keyed by content (engine, model, sample hashes), so only the engines can name
-        the entries; they are asked through ``engines.forget_prompts(profile_id, refs)`` when they offer
-        it. Entries nobody removes age out of the bounded LRU cache.
+        The prompt cache is keyed by a one-way hash of content (engine, model, samples), so it is asked by
+        the samples' audio sha256 (each entry records the samples it was built from). A worker without
+        engines leaves the entries to age out of the bounded LRU cache.
         """
-        self.blobs.delete_tree(f"cache/prompts/{profile_id}")
-        forget = getattr(self.services.engines, "forget_prompts", None)
-        if callable(forget):
-            forget(profile_id, refs)
+        if self.services.engines is None:
+            return
+        digests = [ref.sha256 or self._sample_sha256(ref.audio_path) for ref in refs]
+        self.services.engines.forget_prompts([d for d in digests if d])
+
+    def _sample_sha256(self, rel: str) -> str | None:
+        """A sample's audio hash when its row lacks one (adopted libraries); None if the file is gone."""
+        try:
+            return sha256_file(self.blobs.path(rel))
+        except (OSError, ValueError):
+            return None
 
     # ------------------------------------------------------------------------------------------ samples
     def list_samples(self, profile_id: str) -> list[ProfileSample]:
@@ -348,21 +355,17 @@ class ProfileService:
         return sample
 
     def delete_sample(self, sample_id: str) -> None:
-        captured: dict[str, object] = {}
-
-        def unit(session: Session) -> None:
+        def unit(session: Session) -> tuple[SampleRef, str]:
             sample = session.get(ProfileSample, sample_id)
             if sample is None:
                 raise NotFoundError(f"sample {sample_id!r} not found")
-            captured["ref"] = SampleRef(
-                sample.id, sample.audio_path, sample.sha256, sample.reference_text
-            )
-            captured["profile_id"] = sample.profile_id
+            ref = SampleRef(sample.id, sample.audio_path, sample.sha256, sample.reference_text)
+            profile_id = sample.profile_id
             session.delete(sample)
+            return ref, profile_id
 
-        write_retrying(self.db, unit)
-        ref: SampleRef = captured["ref"]  # type: ignore[assignment]
-        self._run_prompt_hooks(str(captured["profile_id"]), [ref])
+        ref, profile_id = write_retrying(self.db, unit)
+        self._run_prompt_hooks(profile_id, [ref])
         self.blobs.delete(ref.audio_path)
 
     # ------------------------------------------------------------------------------------------ avatar

@@ -26,8 +26,9 @@ from sqlalchemy import func, select
 
 from backend.db.models import Profile
 from backend.services.errors import NotFoundError, ValidationError
-from backend.services.generation import CANCELLED_ERROR, GenerationInput
+from backend.services.generation import GenerationInput
 from backend.services.streaming import AudioStream
+from backend.statuses import CANCELLED_ERROR, GenerationStatus
 from backend.storage.audio import (
     content_type,
     decode_audio,
@@ -250,18 +251,20 @@ class SpeechService:
             )
         )
         row = generations.wait(row.id, timeout=self.settings.job_timeout_seconds)
-        if row.status == "generating":
+        if row.status == GenerationStatus.GENERATING:
             raise SpeechFailedError(
                 f"generation {row.id} is still running after {self.settings.job_timeout_seconds:g} s; "
                 f"fetch it later with GET /audio/{row.id}",
                 generation_id=row.id,
                 kind="timeout",
             )
-        if row.status == "cancelled" or (row.status == "failed" and row.error == CANCELLED_ERROR):
+        if row.status == GenerationStatus.CANCELLED or (
+            row.status == GenerationStatus.FAILED and row.error == CANCELLED_ERROR
+        ):
             raise SpeechFailedError(
                 f"generation {row.id} was cancelled", generation_id=row.id, kind="cancelled"
             )
-        if row.status != "completed" or not row.audio_path:
+        if row.status != GenerationStatus.COMPLETED or not row.audio_path:
             raise SpeechFailedError(
                 f"generation {row.id} failed: {row.error or 'no audio was produced'}",
                 generation_id=row.id,

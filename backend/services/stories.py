@@ -10,10 +10,11 @@ default version's file. Every check runs before the write unit changes anything.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import builtins  # the class's own ``list`` method shadows the builtin in its annotations
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,10 +22,13 @@ from sqlalchemy.orm import Session
 from backend.db.models import Generation, Story, StoryItem, new_id, utcnow
 from backend.services.common import download_name, write_retrying
 from backend.services.errors import NotFoundError, ValidationError
+from backend.statuses import GenerationStatus
 from backend.storage.mixdown import Clip, mixdown
 
 if TYPE_CHECKING:
     from backend.services.container import Services
+
+T = TypeVar("T")
 
 MAX_START_MS = 3_600_000  # one hour
 MAX_TRACK = 1000
@@ -112,8 +116,8 @@ class StoryService:
         write_retrying(self.db, lambda session: session.delete(_story(session, story_id)))
 
     # ------------------------------------------------------------------ items
-    def _edit(self, story_id: str, fn) -> object:  # type: ignore[no-untyped-def]
-        def unit(session: Session) -> object:
+    def _edit(self, story_id: str, fn: Callable[[Session, Story], T]) -> T:
+        def unit(session: Session) -> T:
             story = _story(session, story_id)
             result = fn(session, story)
             story.updated_at = utcnow()
@@ -133,7 +137,7 @@ class StoryService:
             generation = session.get(Generation, generation_id)
             if generation is None:
                 raise NotFoundError(f"generation {generation_id!r} not found")
-            if generation.status != "completed" or not generation.audio_path:
+            if generation.status != GenerationStatus.COMPLETED or not generation.audio_path:
                 raise ValidationError(
                     f"generation_id {generation_id!r} is {generation.status}; only completed "
                     "generations can be put in a story"
@@ -162,7 +166,7 @@ class StoryService:
             story.items.append(item)
             return item
 
-        return self._edit(story_id, fn)  # type: ignore[return-value]
+        return self._edit(story_id, fn)
 
     def remove_item(self, story_id: str, item_id: str) -> None:
         def fn(session: Session, story: Story) -> None:
@@ -181,7 +185,7 @@ class StoryService:
             item.start_time_ms, item.track = start_time_ms, track
             return item
 
-        return self._edit(story_id, fn)  # type: ignore[return-value]
+        return self._edit(story_id, fn)
 
     def set_times(self, story_id: str, updates: Sequence[tuple[str, int]]) -> None:
         for _gen, start in updates:
@@ -197,8 +201,8 @@ class StoryService:
 
         self._edit(story_id, fn)
 
-    def reorder(self, story_id: str, generation_ids: Sequence[str]) -> list[StoryItem]:
-        def fn(session: Session, story: Story) -> list[StoryItem]:
+    def reorder(self, story_id: str, generation_ids: Sequence[str]) -> builtins.list[StoryItem]:
+        def fn(session: Session, story: Story) -> builtins.list[StoryItem]:
             by_generation = {i.generation_id: i for i in story.items}
             if set(generation_ids) != set(by_generation) or len(generation_ids) != len(
                 by_generation
@@ -214,7 +218,7 @@ class StoryService:
                 ordered.append(item)
             return ordered
 
-        return self._edit(story_id, fn)  # type: ignore[return-value]
+        return self._edit(story_id, fn)
 
     def trim(self, story_id: str, item_id: str, trim_start_ms: int, trim_end_ms: int) -> StoryItem:
         if trim_start_ms < 0 or trim_end_ms < 0:
@@ -230,10 +234,10 @@ class StoryService:
             item.trim_start_ms, item.trim_end_ms = trim_start_ms, trim_end_ms
             return item
 
-        return self._edit(story_id, fn)  # type: ignore[return-value]
+        return self._edit(story_id, fn)
 
-    def split(self, story_id: str, item_id: str, split_time_ms: int) -> list[StoryItem]:
-        def fn(session: Session, story: Story) -> list[StoryItem]:
+    def split(self, story_id: str, item_id: str, split_time_ms: int) -> builtins.list[StoryItem]:
+        def fn(session: Session, story: Story) -> builtins.list[StoryItem]:
             item = _item(story, item_id)
             full = clip_duration_ms(item)
             effective = full - item.trim_start_ms - item.trim_end_ms
@@ -260,7 +264,7 @@ class StoryService:
             story.items.append(tail)
             return [item, tail]
 
-        return self._edit(story_id, fn)  # type: ignore[return-value]
+        return self._edit(story_id, fn)
 
     def duplicate(self, story_id: str, item_id: str) -> StoryItem:
         def fn(session: Session, story: Story) -> StoryItem:
@@ -282,7 +286,7 @@ class StoryService:
             story.items.append(copy)
             return copy
 
-        return self._edit(story_id, fn)  # type: ignore[return-value]
+        return self._edit(story_id, fn)
 
     def set_volume(self, story_id: str, item_id: str, volume: float) -> StoryItem:
         if not 0.0 <= volume <= 2.0:
@@ -293,7 +297,7 @@ class StoryService:
             item.volume = volume
             return item
 
-        return self._edit(story_id, fn)  # type: ignore[return-value]
+        return self._edit(story_id, fn)
 
     def set_version(self, story_id: str, item_id: str, version_id: str | None) -> StoryItem:
         def fn(session: Session, story: Story) -> StoryItem:
@@ -308,7 +312,7 @@ class StoryService:
             item.version_id = version_id
             return item
 
-        return self._edit(story_id, fn)  # type: ignore[return-value]
+        return self._edit(story_id, fn)
 
     # ------------------------------------------------------------------ export
     def export_audio(self, story_id: str) -> StoryExport:

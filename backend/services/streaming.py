@@ -37,6 +37,7 @@ from backend.db.models import Profile
 from backend.engines.base import OUTPUT_SAMPLE_RATE
 from backend.services.errors import ConflictError, NotFoundError, ServiceError, ValidationError
 from backend.services.generation import GenerationInput, SinkClosed
+from backend.statuses import GenerationStatus
 from backend.storage.audio_stream import StreamGain
 
 if TYPE_CHECKING:
@@ -289,9 +290,12 @@ class StreamingService:
     def _run_unpersisted(
         self, stream: AudioStream, request: GenerationInput, samples: list[tuple[bytes, str]]
     ) -> None:
-        outcome = ("failed", "the stream did not finish")
+        outcome: tuple[GenerationStatus, str | None] = (
+            GenerationStatus.FAILED,
+            "the stream did not finish",
+        )
         try:
-            self.services.engines.synthesize_detailed(  # type: ignore[union-attr]
+            self.services.require_engines().synthesize_detailed(
                 samples,
                 request.text,
                 language=request.language,
@@ -301,12 +305,12 @@ class StreamingService:
                 crossfade_ms=request.crossfade_ms,
                 on_audio=stream.push,
             )
-            outcome = ("completed", None)
+            outcome = (GenerationStatus.COMPLETED, None)
         except SinkClosed as exc:
-            outcome = ("cancelled", str(exc))
+            outcome = (GenerationStatus.CANCELLED, str(exc))
         except Exception as exc:  # the reader must learn why the audio stopped
             log.exception("stream failed")
-            outcome = ("failed", str(exc) or type(exc).__name__)
+            outcome = (GenerationStatus.FAILED, str(exc) or type(exc).__name__)
         finally:
             stream.end(*outcome)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backend.services.errors import ConflictError, ValidationError
+from backend.services.errors import ValidationError
 from backend.storage.audio import AudioValidationError, decode_audio
 
 if TYPE_CHECKING:
@@ -24,9 +24,7 @@ class TranscriptionService:
         self.services = services
 
     def transcribe(self, source: Path, language: str | None = None) -> Transcript:
-        engines = self.services.engines
-        if engines is None:
-            raise ConflictError("no speech-to-text engine is configured on this worker")
+        engines = self.services.require_engines("speech-to-text engine")
         try:
             audio, rate = decode_audio(source.read_bytes())
         except AudioValidationError as exc:
@@ -34,5 +32,5 @@ class TranscriptionService:
         if audio.size == 0:
             raise ValidationError("the audio file is empty")
         duration = float(audio.shape[0]) / float(rate)
-        text = engines.transcribe(audio, rate, language or None)  # type: ignore[union-attr]
+        text = engines.transcribe(audio, rate, language or None)
         return Transcript(text=text.strip(), duration=duration)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from backend.db.models import Generation, GenerationVersion, new_id, utcnow
 from backend.services.common import write_retrying
 from backend.services.errors import NotFoundError, ValidationError
+from backend.statuses import GenerationStatus
 from backend.storage import effects as fx
 from backend.storage.blobs import StoredBlob
 
@@ -132,7 +133,7 @@ class VersionService:
         """The file effects start from: the named version (of this generation), else the clean one."""
         with self.db.read() as session:
             row = self._generation(session, gen_id)
-            if row.status != "completed" or not row.audio_path:
+            if row.status != GenerationStatus.COMPLETED or not row.audio_path:
                 raise ValidationError(
                     f"generation {gen_id!r} is {row.status}; effects need a completed generation"
                 )

@@ -41,7 +41,7 @@ class ZipLimits:
     max_central_directory: int = 32 * 1024 * 1024
 
 
-def _central_directory(fp, size: int) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _central_directory(fp, size: int) -> tuple[int, int]:
     """(entry count, central directory size) from the end record, without letting zipfile parse anything."""
     tail_len = min(size, _EOCD.size + 65535)
     fp.seek(size - tail_len)

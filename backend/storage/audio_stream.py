@@ -115,10 +115,10 @@ class _Drain(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         return b""
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer) -> int:
         return 0
 
-    def write(self, data) -> int:  # type: ignore[no-untyped-def]
+    def write(self, data) -> int:
         data = bytes(data)
         start = self._pos - self._sent
         if start < 0:  # rewriting bytes already sent: keep only what reaches past them

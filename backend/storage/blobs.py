@@ -10,19 +10,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from backend.config import Settings
-from backend.db.volume_db import fsync_dir
-
-
-class UnsafePathError(ValueError):
-    """A relative path that would leave the data folder (absolute, ``..``, backslashes)."""
+from backend.storage.atomic import AtomicFile, publish
+from backend.storage.paths import UnsafePathError as UnsafePathError
+from backend.storage.paths import no_links_below, safe_relative
 
 
 @dataclass(frozen=True)
@@ -30,39 +27,6 @@ class StoredBlob:
     rel_path: str
     size: int
     sha256: str
-
-
-def safe_relative(rel: str) -> PurePosixPath:
-    if not rel or "\\" in rel or "\x00" in rel:
-        raise UnsafePathError(f"unsafe path {rel!r}")
-    path = PurePosixPath(rel)
-    if path.is_absolute() or any(part in ("..", "") for part in path.parts):
-        raise UnsafePathError(f"unsafe path {rel!r}")
-    return path
-
-
-def no_links_below(root: Path, parts: Sequence[str]) -> Path:
-    """``root/parts``, refusing a path that goes through a symbolic link below ``root``.
-
-    Why: a link planted on the volume (``exports/x -> /etc/passwd``) would otherwise be followed by every open,
-    stat and ``FileResponse``: each existing component under ``root`` is ``lstat``-ed (the check ``O_NOFOLLOW``
-    makes, for every component and not only the last), and what does not exist yet (a file about to be
-    written) cannot be a link. ``root``'s own ancestors are the operator's business (a volume mounted through a
-    link is fine). Costs one ``lstat`` per component below ``root``.
-    """
-    path = root
-    for part in parts:
-        path = path / part
-        try:
-            mode = os.lstat(path).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            break
-        if stat.S_ISLNK(mode):
-            rel = "/".join(parts)
-            raise UnsafePathError(
-                f"{rel!r} goes through a symbolic link on the volume (not a regular file)"
-            )
-    return root.joinpath(*parts)
 
 
 def sha256_file(path: Path) -> str:
@@ -112,39 +76,24 @@ class BlobStore:
         return self.write_chunks(rel, [data])
 
     def write_chunks(self, rel: str, chunks: Iterable[bytes]) -> StoredBlob:
-        tmp = self.new_tmp_path()
+        target = self.path(rel)
         digest = hashlib.sha256()
-        size = 0
-        try:
-            with open(tmp, "wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-            self._commit(tmp, rel)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return StoredBlob(rel, size, digest.hexdigest())
+        with AtomicFile(self.tmp_dir) as out:
+            for chunk in chunks:
+                out.write(chunk)
+                digest.update(chunk)
+            out.commit(target)
+        return StoredBlob(rel, out.size, digest.hexdigest())
 
     def write_file(self, rel: str, source: Path, *, move: bool = False) -> StoredBlob:
         """Store a file already on disk; ``move`` when it is a staged temp file on the same volume."""
         if move and source.parent == self.tmp_dir:
-            with open(source, "rb+") as handle:
-                os.fsync(handle.fileno())
             digest = sha256_file(source)
             size = source.stat().st_size
-            self._commit(source, rel)
+            publish(source, self.path(rel))
             return StoredBlob(rel, size, digest)
         with open(source, "rb") as handle:
             return self.write_chunks(rel, iter(lambda: handle.read(1024 * 1024), b""))
-
-    def _commit(self, tmp: Path, rel: str) -> None:
-        target = self.path(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
 
     def delete(self, rel: str | None) -> bool:
         if not rel:

@@ -247,7 +247,7 @@ def is_active(chain: Sequence[Mapping[str, Any]] | None) -> bool:
     return any(effect.get("enabled", True) for effect in chain or [])
 
 
-def _board(chain: Sequence[Mapping[str, Any]]):  # type: ignore[no-untyped-def]
+def _board(chain: Sequence[Mapping[str, Any]]):
     import pedalboard
 
     plugins = []
@@ -285,7 +285,7 @@ OVERLAP_SECONDS = 0.25
 SEGMENT_BLOCKS = 4
 
 
-def _segmented(blocks: Iterator[np.ndarray], sample_rate: int, board) -> Iterator[np.ndarray]:  # type: ignore[no-untyped-def]
+def _segmented(blocks: Iterator[np.ndarray], sample_rate: int, board) -> Iterator[np.ndarray]:
     segment = SEGMENT_BLOCKS * BLOCK_FRAMES
     overlap = min(segment // 8, int(OVERLAP_SECONDS * sample_rate))
     fade_in = np.linspace(0.0, 1.0, overlap, dtype=np.float32)

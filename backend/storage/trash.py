@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from backend.config import Settings
-from backend.storage.blobs import UnsafePathError, no_links_below, safe_relative
+from backend.storage.paths import UnsafePathError, no_links_below, safe_relative
 
 
 @dataclass(frozen=True)

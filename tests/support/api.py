@@ -13,16 +13,16 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.config import Settings, load_settings
 from backend.services.container import Services
+from tests.support.audio import encode, tone
+from tests.support.settings import worker_settings
 
-#: The fixtures; ``from tests.support.api import *`` registers them in a test module.
+#: The fixtures (registered for every test by ``pytest_plugins`` in tests/conftest.py).
 __all__ = ["volume_template", "database_backend", "api_settings", "api_services", "api_client"]
 
 #: the database backends a suite runs on: ``parametrize_backends`` below, or ``database_backend`` overridden
@@ -33,17 +33,8 @@ def api_settings_for(
     volume: Path, local: Path, worker_id: str = "test-worker", **env: str
 ) -> Settings:
     """Settings for a test worker on ``volume`` with its private ``local`` folder."""
-    base = {
-        "VOICEBOX_VOLUME": str(volume),
-        "VOICEBOX_LOCAL_DIR": str(local),
-        "VOICEBOX_DB_REFRESH_SECONDS": "0",
-        "VOICEBOX_TTS_MODEL": "fake",
-        "VOICEBOX_STT_MODEL": "fake",
-        "VOICEBOX_WORKER_ID": worker_id,
-        "VOICEBOX_LEASE_TIMEOUT": "30",
-    }
-    base.update(env)
-    return load_settings(base)
+    base = {"VOICEBOX_WORKER_ID": worker_id, "VOICEBOX_LEASE_TIMEOUT": "30", **env}
+    return worker_settings(volume, local, **base)
 
 
 @pytest.fixture(scope="session")
@@ -103,16 +94,6 @@ def api_client(api_settings: Settings, api_services: Services) -> Iterator[TestC
 
 
 # ---------------------------------------------------------------------------------------------- audio
-def tone(
-    seconds: float, sr: int = 24000, freq: float = 220.0, amp: float = 0.3, seed: int = 0
-) -> np.ndarray:
-    """A tone with a little noise (so it is not silent and not perfectly compressible)."""
-    n = int(round(seconds * sr))
-    t = np.arange(n) / sr
-    rng = np.random.default_rng(seed)
-    return (amp * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(n)).astype(np.float32)
-
-
 def audio_bytes(
     seconds: float = 3.0,
     *,
@@ -123,24 +104,17 @@ def audio_bytes(
     amp: float = 0.3,
     seed: int = 0,
 ) -> bytes:
-    """Encoded audio for uploads: ``fmt`` in WAV, FLAC, OGG (Vorbis), MP3."""
-    mono = tone(seconds, sr, amp=amp, seed=seed)
-    data = np.stack([mono] * channels, axis=1) if channels > 1 else mono
-    buf = io.BytesIO()
-    kwargs = {"format": fmt}
-    if subtype:
-        kwargs["subtype"] = subtype
-    sf.write(buf, data, sr, **kwargs)
-    return buf.getvalue()
+    """Encoded audio for uploads (``fmt`` in WAV, FLAC, OGG (Vorbis), MP3): a tone with a little noise, so
+    it is neither silent nor perfectly compressible, and ``seed`` makes each clip its own."""
+    return encode(
+        tone(seconds, sr, amp=amp, noise=0.01, seed=seed),
+        sr,
+        fmt=fmt,
+        subtype=subtype,
+        channels=channels,
+    )
 
 
-def silent_wav(seconds: float = 3.0, sr: int = 24000) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, np.zeros(int(seconds * sr), dtype=np.float32), sr, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------- bundles
 def voicebox_v10_bundle(
     name: str = "Narrator",
     description: str | None = "warm voice",

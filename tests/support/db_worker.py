@@ -19,7 +19,8 @@ import uuid
 
 from backend.config import load_settings
 from backend.db.errors import DatabaseError, WriteConflictError
-from backend.db.interface import Database, open_database
+from backend.db.factory import open_database
+from backend.db.interface import Database
 from backend.db.models import Profile
 
 

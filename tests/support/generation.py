@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
-import soundfile
-
 from backend.db.models import Profile, ProfileSample
 from backend.services.container import Services
+from tests.support.audio import wav_bytes
 
 
-def sine_wav(seconds: float = 3.0, rate: int = 24000, freq: float = 220.0) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    buf = io.BytesIO()
-    soundfile.write(
-        buf, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate, format="WAV"
-    )
-    return buf.getvalue()
-
-
-def add_profile_with_sample(services: Services, name: str = "Narrator") -> str:
+def add_profile_with_sample(
+    services: Services, name: str = "Narrator", *, freq: float = 220.0
+) -> str:
     with services.db.write() as session:
         profile = Profile(name=name, language="en")
         session.add(profile)
         session.flush()
         rel = f"profiles/{profile.id}/sample-1.wav"
-        stored = services.blobs.write_bytes(rel, sine_wav())
+        stored = services.blobs.write_bytes(rel, wav_bytes(freq=freq))
         session.add(
             ProfileSample(
                 profile_id=profile.id,

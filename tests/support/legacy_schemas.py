@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
+from tests.support import audio
 
 SAMPLE_RATE = 24000
 FORK_ROOT = "/app/data"
@@ -183,10 +182,7 @@ def sha256_of(path: Path) -> str:
 
 def write_wav(path: Path, freq: float, seconds: float = 1.0) -> str:
     """One second of sine at ``freq`` (each file gets its own frequency, so each has its own hash)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
-    sf.write(str(path), 0.3 * np.sin(2 * np.pi * freq * t), SAMPLE_RATE, subtype="PCM_16")
-    return sha256_of(path)
+    return sha256_of(audio.write_wav(path, seconds, rate=SAMPLE_RATE, freq=freq))
 
 
 def _uid() -> str:

@@ -417,16 +417,11 @@ def build_handler(settings: Any, app: Any) -> tuple[Handler, bool]:
 
 
 def make_settings(tmp: Any, **env: str) -> Any:
-    from backend.config import load_settings
+    from tests.support.settings import worker_settings
 
-    values = {
-        "VOICEBOX_VOLUME": str(tmp / "volume"),
-        "VOICEBOX_LOCAL_DIR": str(tmp / "local"),
-        "VOICEBOX_TTS_MODEL": "fake",
-        "VOICEBOX_WORKER_ID": "test-worker",
-    }
-    values.update(env)
-    settings = load_settings(values)
+    settings = worker_settings(
+        tmp / "volume", tmp / "local", **{"VOICEBOX_WORKER_ID": "test-worker", **env}
+    )
     for folder in (settings.exports_dir, settings.imports_dir, settings.tmp_dir):
         folder.mkdir(parents=True, exist_ok=True)
     return settings

@@ -15,12 +15,10 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import io
 import json
 import os
 import queue
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -36,22 +34,14 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from tests.support import settings as test_settings
+from tests.support.audio import wav_bytes
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 
 # -- the stand-in app ----------------------------------------------------------------------------------------
-
-
-def tiny_wav(seconds: float = 0.1, rate: int = 24000) -> bytes:
-    """A valid mono 16-bit WAV of silence-with-a-ramp (no numpy needed)."""
-    frames = int(seconds * rate)
-    samples = b"".join(struct.pack("<h", (i * 37) % 2000 - 1000) for i in range(frames))
-    out = io.BytesIO()
-    out.write(b"RIFF" + struct.pack("<I", 36 + len(samples)) + b"WAVE")
-    out.write(b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16))
-    out.write(b"data" + struct.pack("<I", len(samples)) + samples)
-    return out.getvalue()
 
 
 def big_bytes(size: int) -> bytes:
@@ -134,7 +124,7 @@ def make_test_app() -> Any:
         media = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}.get(format)
         if media is None:
             raise HTTPException(400, f"unknown format {format}")
-        return Response(tiny_wav(seconds), media_type=media)
+        return Response(wav_bytes(seconds), media_type=media)
 
     @app.get("/big")
     async def big(size: int = 1024) -> Response:
@@ -194,10 +184,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Any:
     """Settings on a temp volume (``tmp_path/volume``), serverless, with overrides."""
     from backend.config import load_settings
 
-    env = {
-        "VOICEBOX_VOLUME": str(tmp_path / "volume"),
-        "VOICEBOX_LOCAL_DIR": str(tmp_path / "local"),
-    }
+    env = test_settings.worker_env(tmp_path / "volume", tmp_path / "local")
     return load_settings(env).with_overrides(serverless=True, **overrides)
 
 
@@ -382,19 +369,17 @@ def worker_env(volume: Path, *, port: int | None = None, **extra: str) -> dict[s
         if not k.startswith(("RUNPOD_", "VOICEBOX_")) and k not in {"SERVERLESS"}
     }
     env.update(
-        {
-            "SERVERLESS": "1",
-            "VOICEBOX_VOLUME": str(volume),
-            "VOICEBOX_LOCAL_DIR": str(volume.parent / f"local-{volume.name}"),
-            "VOICEBOX_TTS_MODEL": "fake",
-            "VOICEBOX_STT_MODEL": "fake",
-            "VOICEBOX_DEVICE": "cpu",
-            "VOICEBOX_PORT": str(port or free_port()),
-            "VOICEBOX_READY_TIMEOUT_SECONDS": "60",
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(REPO),
-        }
+        test_settings.worker_env(
+            volume,
+            volume.parent / f"local-{volume.name}",
+            SERVERLESS="1",
+            VOICEBOX_DEVICE="cpu",
+            VOICEBOX_PORT=str(port or free_port()),
+            VOICEBOX_READY_TIMEOUT_SECONDS="60",
+            HF_HUB_OFFLINE="1",
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(REPO),
+        )
     )
     env.update(extra)
     return env

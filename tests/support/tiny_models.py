@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from backend.config import Settings, load_settings
+from backend.config import Settings
 from tests.support import stub_torchaudio
+from tests.support.settings import worker_settings
 
 _MEMO: dict[str, Any] = {}
 
@@ -32,15 +33,13 @@ class TinyModels:
     def settings(self, volume: Path | None = None, **extra: str) -> Settings:
         """Settings on ``volume`` (default: the models' volume) naming the tiny repos, CPU."""
         env = {
-            "VOICEBOX_VOLUME": str(volume or self.volume),
-            "VOICEBOX_LOCAL_DIR": str((volume or self.volume) / "_local"),
             "VOICEBOX_TTS_MODEL": self.tts_repo,
             "VOICEBOX_STT_MODEL": self.stt_repo,
             "VOICEBOX_DEVICE": "cpu",
             "VOICEBOX_WORKER_ID": "tiny-test",
+            **extra,
         }
-        env.update(extra)
-        return load_settings(env)
+        return worker_settings(volume or self.volume, (volume or self.volume) / "_local", **env)
 
     def copy_cache_to(self, volume: Path) -> Path:
         """Copy the HF cache (symlinks kept) onto another volume; returns its hf_home."""

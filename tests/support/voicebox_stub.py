@@ -13,7 +13,6 @@ import asyncio
 import io
 import json
 import uuid
-import wave
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,26 +20,19 @@ from typing import Any
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-
-def make_wav(seconds: float = 0.2, rate: int = 24000) -> bytes:
-    """A silent 16-bit mono WAV."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(b"\0\0" * int(seconds * rate))
-    return buffer.getvalue()
+from tests.support.audio import wav_bytes
 
 
 def create_stub_app(volume: Path) -> FastAPI:
     """``app.state`` knobs: ``generate_delay`` (seconds), ``pending_polls`` (history reads before a
-    queued generation completes; 0 = POST /generate blocks and completes),
+    queued generation completes; 0 = POST /generate blocks and completes), ``pending_final`` (the status a
+    queued generation ends in: ``completed``, ``failed``/``cancelled`` with an error, None = never ends),
     ``audio_seconds_per_char``.
     """
     app = FastAPI()
     app.state.generate_delay = 0.0
     app.state.pending_polls = 0
+    app.state.pending_final = "completed"
     app.state.audio_seconds_per_char = 0.01
     app.state.export_padding = b""
     profiles: dict[str, dict[str, Any]] = {}
@@ -173,7 +165,7 @@ def create_stub_app(volume: Path) -> FastAPI:
             await asyncio.sleep(app.state.generate_delay)
         generation_id = str(uuid.uuid4())
         seconds = max(0.05, len(text) * app.state.audio_seconds_per_char)
-        audio[generation_id] = make_wav(seconds)
+        audio[generation_id] = wav_bytes(seconds, amp=0.0)
         pending = app.state.pending_polls > 0
         record = {
             "id": generation_id,
@@ -196,7 +188,10 @@ def create_stub_app(volume: Path) -> FastAPI:
         record = generations[generation_id]
         if record["status"] == "generating":
             polls[generation_id] -= 1
-            if polls[generation_id] <= 0:
+            final = app.state.pending_final
+            if polls[generation_id] <= 0 and final not in (None, "completed"):
+                record.update(status=final, error="Generation cancelled")
+            elif polls[generation_id] <= 0 and final is not None:
                 seconds = max(0.05, len(record["text"]) * app.state.audio_seconds_per_char)
                 record.update(
                     status="completed",

@@ -14,38 +14,41 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backend import __version__
+from backend.cli.common import (
+    EXIT_DB,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    Handler,
+    emit,
+)
 from backend.cli_report import parse_args, report_failure
 from backend.config import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from backend.db.interface import Database
+    from backend.db.volume_db import VolumeDatabase
+
 log = logging.getLogger("voicebox.cli")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DB = 0, 1, 2, 3
 
-Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-class CommandError(RuntimeError):
-    """A failure to report on one line, with its exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def emit(args: argparse.Namespace, data: object, text: str | None = None) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(data, indent=None, sort_keys=True, default=str))
-    else:
-        print(text if text is not None else json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def _database(settings: Settings):  # type: ignore[no-untyped-def]
-    from backend.db.interface import open_database
+def _database(settings: Settings) -> Database:
+    from backend.db.factory import open_database
     from volume_bootstrap.migrate import head_revision
 
     return open_database(settings, expected_revision=head_revision())
+
+
+def _volume_database(settings: Settings) -> VolumeDatabase:
+    """The volume's SQLite database, for the commands that work on its file (after ``_server_only``)."""
+    from backend.db.volume_db import VolumeDatabase
+    from volume_bootstrap.migrate import head_revision
+
+    return VolumeDatabase(settings, expected_revision=head_revision())
 
 
 # ---------------------------------------------------------------- bootstrap / serve
@@ -150,7 +153,7 @@ def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
     from volume_bootstrap.migrate import backup_shared, downgrade_file, read_revision
 
     _server_only(settings, "downgrade")
-    db = _database(settings)
+    db = _volume_database(settings)
     with db.write_file(check_schema=False) as work:
         if not work.path.exists():
             raise CommandError("no database to downgrade")
@@ -166,9 +169,9 @@ def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
     from backend.db.volume_db import integrity_check
     from volume_bootstrap.migrate import head_revision, schema_differences
 
-    db = _database(settings)
     if settings.database_url:
-        return _check_server(args, db)
+        return _check_server(args, _database(settings))
+    db = _volume_database(settings)
     db.refresh(force=True)
     integrity = integrity_check(db.local_path)
     if integrity == "ok":
@@ -183,8 +186,12 @@ def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if ok else EXIT_DB
 
 
-def _check_server(args: argparse.Namespace, db) -> int:  # type: ignore[no-untyped-def]
+def _check_server(args: argparse.Namespace, database: Database) -> int:
     """``db check`` on PostgreSQL: revision and schema (the server keeps its own integrity)."""
+    from backend.db.postgres import PostgresDatabase
+
+    assert isinstance(database, PostgresDatabase)
+    db = database
     from volume_bootstrap.migrate import compare_schema, head_revision
 
     current, head = db.current_revision(), head_revision()
@@ -259,7 +266,7 @@ def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(
             f"{source.name} is at revision {revision!r}, unknown to this image", EXIT_DB
         )
-    db = _database(settings)
+    db = _volume_database(settings)
     settings.db_dir.mkdir(parents=True, exist_ok=True)
     with db.write_file(
         check_schema=False, pull=False
@@ -296,7 +303,8 @@ def cmd_db_adopt(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- volume
 def cmd_volume_status(args: argparse.Namespace, settings: Settings) -> int:
     from backend.db.volume_db import read_revision
-    from volume_bootstrap.layout import LAYOUT, mount_info
+    from backend.storage.mounts import mount_info
+    from volume_bootstrap.layout import LAYOUT
     from volume_bootstrap.migrate import head_revision, list_backups
 
     info = mount_info(settings.volume)
@@ -359,8 +367,8 @@ def cmd_volume_trash(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_volume_probe(args: argparse.Namespace, settings: Settings) -> int:
+    from backend.storage.probe import run_probe
     from volume_bootstrap.layout import ensure_layout
-    from volume_bootstrap.probe import run_probe
 
     ensure_layout(settings)
     report = run_probe(settings, quick=args.quick, peer_wait=args.peer_wait)
@@ -375,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"voicebox-worker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(parent, name: str, handler: Handler, help_text: str):  # type: ignore[no-untyped-def]
+    def add(parent, name: str, handler: Handler, help_text: str):
         p = parent.add_parser(name, help=help_text)
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(handler=handler)
@@ -442,10 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """Command groups that live beside their code: models, profiles bundles, the remote client."""
+    """The other command groups: models, profile bundles, the remote client."""
+    from backend.cli.bundles import add_commands as bundle_commands
+    from backend.cli.models import add_commands as model_commands
     from backend.client.cli import add_commands as client_commands
-    from backend.engines.cli import add_commands as model_commands
-    from backend.services.bundles_cli import add_commands as bundle_commands
 
     return [model_commands, bundle_commands, client_commands]
 

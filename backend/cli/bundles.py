@@ -8,13 +8,13 @@ result to stdout (``--json`` for scripts).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from backend.cli.common import emit
 from backend.config import Settings
 
 
@@ -45,11 +45,7 @@ class ProgressBar:
             self._drawn = False
 
 
-def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data, sort_keys=True, default=str) if args.json else text)
-
-
-def _services(settings: Settings):  # type: ignore[no-untyped-def]
+def _services(settings: Settings):
     from backend.services.container import Services
 
     return Services.create(settings)
@@ -72,7 +68,7 @@ def _find_profile(services: Any, ref: str) -> str:
 
 
 def cmd_profiles_export(args: argparse.Namespace, settings: Settings) -> int:
-    from backend.cli import CommandError
+    from backend.cli.common import CommandError
     from backend.services.errors import ServiceError
 
     out = Path(args.out)
@@ -106,7 +102,7 @@ def cmd_profiles_export(args: argparse.Namespace, settings: Settings) -> int:
         "samples": exported.samples,
         "generations": exported.generations,
     }
-    _emit(
+    emit(
         args,
         data,
         f"wrote {out} ({data['size_bytes']} bytes): {exported.profiles} profiles, "
@@ -116,7 +112,7 @@ def cmd_profiles_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_profiles_import(args: argparse.Namespace, settings: Settings) -> int:
-    from backend.cli import CommandError
+    from backend.cli.common import CommandError
     from backend.services.errors import ServiceError
 
     path = Path(args.file)
@@ -155,7 +151,7 @@ def cmd_profiles_import(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         bar.close()
         services.close()
-    _emit(args, data, text)
+    emit(args, data, text)
     return 0
 
 

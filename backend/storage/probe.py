@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.config import Settings
-from volume_bootstrap.layout import mount_info
+from backend.storage.mounts import mount_info
 
 PEER_WINDOW_SECONDS = 20.0
 
@@ -154,7 +154,7 @@ def publish_times(settings: Settings, folder: Path, sizes_mb: tuple[int, ...]) -
     """Time the database publish step (backup API → fsync → replace → fsync dir) at several sizes."""
     import sqlite3
 
-    from backend.db.volume_db import fsync_dir
+    from backend.storage.atomic import fsync_dir
 
     result = {}
     for mb in sizes_mb:
@@ -265,7 +265,7 @@ def run_probe(
         report.timings_ms = op_latencies(folder, 20 if quick else 200)
         if publish:
             sizes = (1,) if quick else (1, 10, 50)
-            report.timings_ms["publish"] = publish_times(settings, folder, sizes)  # type: ignore[assignment]
+            report.timings_ms["publish"] = publish_times(settings, folder, sizes)
         report.checks["lease_takeover_seconds"] = lease_takeover_seconds(folder)
         report.peers = peer_checks(settings.data_dir / ".probe", settings.worker_id, peer_wait)
     finally:

@@ -8,18 +8,9 @@ mounted, and every worker then loads offline. Exit codes: 0 ok, 1 failure, 2 usa
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(data, sort_keys=True, default=str))
-    else:
-        print(text)
+from backend.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit
 
 
 def _fail(args: argparse.Namespace, message: str, code: int = EXIT_FAILED) -> int:
@@ -74,7 +65,7 @@ def cmd_models_status(args: argparse.Namespace, settings: Any) -> int:
             "    VOICEBOX_TTS_MODEL=voicebox-demo/tiny-qwen3-tts-base "
             "VOICEBOX_STT_MODEL=voicebox-demo/tiny-whisper voicebox-worker models status"
         )
-    _emit(args, {"ok": ok, "hf_home": str(settings.hf_home), "models": rows}, "\n".join(lines))
+    emit(args, {"ok": ok, "hf_home": str(settings.hf_home), "models": rows}, "\n".join(lines))
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -93,7 +84,7 @@ def cmd_models_prefetch(args: argparse.Namespace, settings: Any) -> int:
             return _fail(args, str(exc))
         results.append(status.as_dict())
     text = "\n".join(f"{r['repo_id']}: complete at {r['path']}" for r in results)
-    _emit(args, {"ok": True, "models": results}, text)
+    emit(args, {"ok": True, "models": results}, text)
     return EXIT_OK
 
 
@@ -115,7 +106,7 @@ def cmd_models_install_demo(args: argparse.Namespace, settings: Any) -> int:
         f"  VOICEBOX_TTS_MODEL={repos['tts']}\n  VOICEBOX_STT_MODEL={repos['stt']}"
     )
     data = {"ok": ok, "models": repos, "hf_home": str(settings.hf_home), "built": not already}
-    _emit(args, data, text)
+    emit(args, data, text)
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -140,22 +131,3 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "install-demo", cmd_models_install_demo, "install tiny random-weight demo models (noise)"
     )
     p.add_argument("--force", action="store_true", help="rebuild even when already installed")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m backend.engines.cli``) until the main CLI registers the group."""
-    from backend.config import SettingsError, load_settings
-
-    parser = argparse.ArgumentParser(prog="voicebox-worker")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"voicebox-worker: bad setting: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    return int(args.handler(args, settings))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,32 @@
+"""What every command group shares: exit codes, the handler type, ``CommandError`` and ``emit``.
+
+Exit codes scripts can rely on: 0 success; 1 the operation failed (message on stderr); 2 bad usage; 3 the
+database needs attention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+
+from backend.config import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DB = 0, 1, 2, 3
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class CommandError(RuntimeError):
+    """A failure to report on one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def emit(args: argparse.Namespace, data: object, text: str | None = None) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=None, sort_keys=True, default=str))
+    else:
+        print(text if text is not None else json.dumps(data, indent=2, sort_keys=True, default=str))

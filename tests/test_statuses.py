@@ -1,0 +1,45 @@
+"""Generation statuses: one enum, final and active sets that partition it, importable without the server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from backend import statuses
+from backend.statuses import ACTIVE, FINAL, RETRYABLE, GenerationStatus, is_active, is_final
+
+
+def test_final_and_active_partition_the_statuses() -> None:
+    assert set(GenerationStatus) == FINAL | ACTIVE and not FINAL & ACTIVE
+    assert RETRYABLE <= FINAL and GenerationStatus.COMPLETED not in RETRYABLE
+    assert is_final("cancelled") and is_final("failed") and is_final("completed")
+    assert not is_final("generating") and not is_final("not_found") and not is_final(None)
+    assert is_active("queued") and is_active("loading_model") and not is_active("completed")
+
+
+def test_statuses_are_plain_strings_on_the_wire() -> None:
+    import json
+
+    assert json.dumps({"status": GenerationStatus.CANCELLED}) == '{"status": "cancelled"}'
+    assert GenerationStatus("failed") is GenerationStatus.FAILED
+
+
+def test_module_needs_only_the_standard_library() -> None:
+    code = (
+        "import sys; import backend.statuses; "
+        "bad = [m for m in ('numpy', 'torch', 'sqlalchemy', 'fastapi', 'pydantic') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert statuses.__doc__
+
+
+def test_every_holder_uses_the_one_set() -> None:
+    from backend.client import client
+    from backend.services import generation
+    from volume_bootstrap import fsck
+
+    assert generation.FINAL is FINAL and generation.ACTIVE is ACTIVE
+    assert set(fsck.ACTIVE_STATUSES) == ACTIVE
+    assert ACTIVE <= client.PENDING_GENERATION and not FINAL & client.PENDING_GENERATION
