@@ -72,7 +72,7 @@ def test_test_input_exit_codes(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     phases = _cold_start_line(ok.stdout)["phases_s"]
-    assert set(phases) == {"bootstrap", "engines", "app", "server"}
+    assert set(phases) == {"bootstrap", "engines", "app", "server", "sdk"}
     bad = _run(STUB, env, "--test_input", json.dumps({"input": {"method": "GET"}}))
     assert bad.returncode == 1
     assert "input.path" in bad.stdout + bad.stderr
