@@ -44,7 +44,7 @@ SETTINGS_DOC: dict[str, str] = {
     "VOICEBOX_JOB_LEASE_SECONDS": "lease of a running generation before peers may recover it; default 900",
     "VOICEBOX_IDLE_UNLOAD_SECONDS": "unload models after this idle time outside serverless (0=never); default 0",
     "VOICEBOX_HOST": "serve host; default 127.0.0.1",
-    "VOICEBOX_PORT": "serve port; default 17493",
+    "VOICEBOX_PORT": "serve port (serverless: the API's port on 127.0.0.1 inside the worker); 0: any free port; default 17493",
     "VOICEBOX_MAX_UPLOAD_MB": "upload size limit for samples; default 50",
     "VOICEBOX_MAX_JOB_UPLOAD_MB": "largest decoded upload in one RunPod job (checked on the base64 length before decoding); default 15 (RunPod's 20 MB /runsync cap after base64), never above VOICEBOX_MAX_UPLOAD_MB",
     "VOICEBOX_MAX_BUNDLE_MB": "upload size limit for bundles; default 500",
@@ -225,7 +225,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     device = env.get("VOICEBOX_DEVICE", "auto").strip() or "auto"
     if not (device in {"auto", "cpu", "cuda", "mps"} or device.startswith("cuda:")):
         raise SettingsError(f"VOICEBOX_DEVICE={device!r}: use auto, cpu, cuda, cuda:N or mps")
-    port = int(_number(env, "VOICEBOX_PORT", 17493, minimum=1))
+    port = int(_number(env, "VOICEBOX_PORT", 17493, minimum=0))
     if port > 65535:
         raise SettingsError(f"VOICEBOX_PORT={port} is not a TCP port")
     lease_seconds = _number(env, "VOICEBOX_LEASE_SECONDS", 30.0, minimum=0.5)
