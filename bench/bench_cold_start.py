@@ -172,8 +172,10 @@ def start_once(workdir: Path, *, generate: bool = False, timeout: float = 300) -
             None,
         )
         if line:
-            result["phases_s"] = json.loads(line)["phases_s"]
-            result["ready_s"] = json.loads(line)["total_s"]
+            fields = json.loads(line)
+            result["phases_s"] = fields["phases_s"]
+            result["ready_s"] = fields["total_s"]
+            result["cpu_s"] = fields.get("cpu_s")
         if generate:
             result["first_generation_s"] = round(_first_generation(url, workdir), 2)
         return result
@@ -207,6 +209,7 @@ def run(short: bool = False) -> list[dict]:
                 "ratio": 1.0,
                 "load": first["load"],
                 "ready_s": first.get("ready_s"),
+                "cpu_s": first.get("cpu_s"),
             }
         )
         starts = [start_once(workdir, generate=(i == 0)) for i in range(warm_starts)]
@@ -226,6 +229,7 @@ def run(short: bool = False) -> list[dict]:
                 "max_s": max(times),
                 "loads": "/".join(str(s["load"]) for s in starts),
                 "ready_s_p50": statistics.median(s.get("ready_s", 0.0) for s in starts),
+                "cpu_s_p50": statistics.median(s.get("cpu_s") or 0.0 for s in starts),
                 **{f"{name}_s": value for name, value in phases.items()},
             }
         )

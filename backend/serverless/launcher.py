@@ -352,6 +352,9 @@ def _cold_start(
                 "phases_s": phases,
                 "bootstrap_phases_s": boot_phases if isinstance(boot_phases, dict) else None,
                 "total_s": round(time.perf_counter() - started, 3),
+                # CPU seconds of this process so far (all threads): on a shared machine the wall time
+                # above depends on the neighbours, this much less
+                "cpu_s": round(time.process_time(), 3),
             }
         ),
         flush=True,
