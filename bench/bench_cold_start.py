@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: run in a fresh interpreter: each step's seconds, in order (the later steps reuse what the earlier imported)
 IMPORT_STEPS = r"""
-import json, sys, time
+import gc, json, sys, time
+gc.disable()  # as the worker's cold start does (backend/serverless/fast_start.py)
 steps = {}
 def step(name, fn):
     started = time.perf_counter(); fn(); steps[name] = round(time.perf_counter() - started, 3)
@@ -210,6 +211,7 @@ def run(short: bool = False) -> list[dict]:
                 "load": first["load"],
                 "ready_s": first.get("ready_s"),
                 "cpu_s": first.get("cpu_s"),
+                **{f"{name}_s": value for name, value in first.get("phases_s", {}).items()},
             }
         )
         starts = [start_once(workdir, generate=(i == 0)) for i in range(warm_starts)]

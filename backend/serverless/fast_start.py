@@ -7,12 +7,13 @@
   very beginning of the cold start (the subprocess runs on another core while this one imports torch) and makes
   ``cpuinfo.get_cpu_info`` return its result, so the SDK's import later finds the answer waiting. The value is
   the same one the SDK would have computed.
-- **No garbage collection during the imports**: importing torch, transformers and qwen_tts creates millions of
-  objects and almost no garbage, yet each allocation burst triggers generation scans over everything already
-  imported (~10 % of the import CPU time measured here). :func:`gc_paused` turns the collector off for the cold
-  start and back on when it ends. The little cyclic garbage a start leaves (~15k objects of ~870k with the demo
-  models) is collected by the next full collection, as it would have been; the survivors are not frozen
-  (``gc.freeze``), so no garbage that holds a tensor can outlive the start.
+- **No garbage collection during the cold start**: importing torch, transformers and qwen_tts and loading the
+  models creates ~950k objects and almost no garbage, yet the allocations trigger collections that scan
+  everything already imported again and again (~1.3 s of ~7.8 s CPU to ready, measured here). :func:`gc_paused`
+  turns the collector off for the cold start and back on when it ends; the one collection that follows scans
+  each object once and frees the little cyclic garbage of the start (~17k small objects, ~10 MB, no tensors with
+  the demo models). The survivors are not frozen (``gc.freeze`` would save ~0.5 s more): a frozen model that
+  holds a reference cycle could never be freed by an unload.
 
 ``bench/bench_cold_start.py`` measures the effect; ``docs/performance.md`` has the figures.
 """
