@@ -35,6 +35,8 @@ def test_bench_short_prints_one_table() -> None:
         "voice prompt",
         "tiny Qwen load",
         "stream first audio",
+        "run-local.sh to first answer",
+        "cold-start import",
     ):
         assert needle in names, f"{needle!r} missing from the bench table"
     assert any(line.startswith("machine: ") for line in result.stdout.splitlines())
