@@ -298,7 +298,7 @@ def _device(raw: str | None, env: Mapping[str, str], done: Mapping[str, Any]) ->
 
 
 def _port(raw: str | None, env: Mapping[str, str], done: Mapping[str, Any]) -> dict[str, Any]:
-    port = int(_number(env, "VOICEBOX_PORT", 17493, minimum=1))
+    port = int(_number(env, "VOICEBOX_PORT", 17493, minimum=0))
     if port > 65535:
         raise SettingsError(f"VOICEBOX_PORT={port} is not a TCP port")
     return {"port": port}
@@ -415,7 +415,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VOICEBOX_JOB_LEASE_SECONDS", "job_lease_seconds", "lease of a running generation before peers may recover it", kind="number", default=900.0, minimum=1),
     Setting("VOICEBOX_IDLE_UNLOAD_SECONDS", "idle_unload_seconds", "unload models after this idle time outside serverless (0=never)", kind="number", default=0.0),
     Setting("VOICEBOX_HOST", "host", "serve host", default="127.0.0.1"),
-    Setting("VOICEBOX_PORT", "port", "serve port", parse=_port, default_doc="17493"),
+    Setting("VOICEBOX_PORT", "port", "serve port (serverless: the API's port on 127.0.0.1 inside the worker); 0: any free port", parse=_port, default_doc="17493"),
     Setting("VOICEBOX_MAX_UPLOAD_MB", "max_upload_bytes", "upload size limit for samples", kind="int", default=50, minimum=0.001, scale=_MB),
     Setting("VOICEBOX_MAX_JOB_UPLOAD_MB", "max_job_upload_bytes", "largest decoded upload in one RunPod job (checked on the base64 length before decoding)", parse=_job_upload, default_doc="15 (RunPod's 20 MB /runsync cap after base64), never above VOICEBOX_MAX_UPLOAD_MB"),
     Setting("VOICEBOX_MAX_BUNDLE_MB", "max_bundle_bytes", "upload size limit for bundles", kind="int", default=500, minimum=0.001, scale=_MB),

@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 scripts/setup-venv.sh dev
 export VOICEBOX_VOLUME=${VOICEBOX_VOLUME:-$PWD/volume}
 export SERVERLESS=1
+# The worker's own API listens on loopback inside it; any free port, so run-local.sh runs beside `serve` and the
+# bridge (both on 17493 by default).
+export VOICEBOX_PORT=${VOICEBOX_PORT:-0}
 mkdir -p "$VOICEBOX_VOLUME"
 if [ -z "${VOICEBOX_TTS_MODEL:-}" ]; then
   # The worker builds the demo models into the volume's cache when they are missing (offline, ~10 s) and

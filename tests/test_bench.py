@@ -41,6 +41,8 @@ def test_bench_short_prints_one_table() -> None:
         "history deep page by key",
         "two-copy cycle (before)",
         "stream first audio",
+        "run-local.sh to first answer",
+        "cold-start import",
     ):
         assert needle in names, f"{needle!r} missing from the bench table"
     assert any(line.startswith("machine: ") for line in result.stdout.splitlines())

@@ -28,6 +28,7 @@ def test_local_stand_in_when_nothing_set(monkeypatch: pytest.MonkeyPatch) -> Non
         ("VOICEBOX_LEASE_SECONDS", "abc"),
         ("VOICEBOX_LEASE_SECONDS", "0"),
         ("VOICEBOX_PORT", "70000"),
+        ("VOICEBOX_PORT", "-1"),
         ("VOICEBOX_DEVICE", "tpu"),
         ("VOICEBOX_LOG_LEVEL", "LOUD"),
         ("VOICEBOX_MAX_UPLOAD_MB", "-1"),
@@ -132,3 +133,12 @@ def test_dependent_settings(tmp_path: Path) -> None:
     assert small.max_job_upload_bytes == 1024 * 1024  # never above the upload limit
     fake = load_settings({"VOICEBOX_VOLUME": str(tmp_path), "VOICEBOX_TTS_MODEL": "fake"})
     assert fake.max_queued == 16
+
+
+def test_port_zero_means_any_free_port() -> None:
+    """scripts/run-local.sh sets it: the worker's loopback API must not take the bridge's 17493."""
+    assert load_settings({"VOICEBOX_VOLUME": "/tmp", "VOICEBOX_PORT": "0"}).port == 0
+    assert (
+        "VOICEBOX_PORT=${VOICEBOX_PORT:-0}"
+        in (Path(__file__).resolve().parents[1] / "scripts" / "run-local.sh").read_text()
+    )

@@ -71,8 +71,9 @@ def test_test_input_exit_codes(tmp_path: Path) -> None:
         STUB, env, "--test_input", json.dumps({"input": {"method": "GET", "path": "/health"}})
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    phases = _cold_start_line(ok.stdout)["phases_s"]
-    assert set(phases) == {"bootstrap", "engines", "app", "server"}
+    line = _cold_start_line(ok.stdout)
+    assert set(line["phases_s"]) == {"bootstrap", "engines", "app", "server", "sdk"}
+    assert line["cpu_s"] > 0 and line["total_s"] > 0
     bad = _run(STUB, env, "--test_input", json.dumps({"input": {"method": "GET"}}))
     assert bad.returncode == 1
     assert "input.path" in bad.stdout + bad.stderr

@@ -178,9 +178,11 @@ class RemoteStream:
                 job_id=self.job_id,
                 on_server=False,
             )
-        endpoint = self.client.endpoint_id
+        # RunPod: GET <endpoint>/stream/<id>, held until chunks arrive. The SDK's local test API
+        # (scripts/run-local.sh): POST /stream/<id>, which runs the whole job and answers every chunk at once.
+        method = "POST" if self.client.config.local else "GET"
         try:
-            state = self.client._rest("GET", f"{endpoint}/stream/{self.job_id}")
+            state = self.client._rest(method, self.client._route(f"stream/{self.job_id}"))
         except TransportError as exc:
             if exc.status_code in (429, 500, 502, 503, 504):
                 time.sleep(self.poll_interval * 10)
