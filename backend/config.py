@@ -126,6 +126,7 @@ class Settings:
     export_ttl_hours: float
     log_level: str
     sqlite_vfs: str | None
+    demo_prebuilt: Path | None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     # Layout of the volume: everything the worker owns lives under <volume>/voicebox.
@@ -328,6 +329,13 @@ def _log_level(raw: str | None, env: Mapping[str, str], done: Mapping[str, Any])
     return {"log_level": level}
 
 
+def _demo_prebuilt(
+    raw: str | None, env: Mapping[str, str], done: Mapping[str, Any]
+) -> dict[str, Any]:
+    value = (raw or "").strip()
+    return {"demo_prebuilt": Path(value) if value else None}
+
+
 def _sqlite_vfs(raw: str | None, env: Mapping[str, str], done: Mapping[str, Any]) -> dict[str, Any]:
     return {"sqlite_vfs": _vfs(raw)}
 
@@ -434,6 +442,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VOICEBOX_ADMIN_KEYS", "admin_keys", "comma-separated admin bearer keys", kind="keys"),
     Setting("VOICEBOX_CORS_ORIGINS", "cors_origins", "comma-separated browser origins allowed besides the Voicebox app's; `*` allows any (logged as a warning)", parse=_cors, default_doc="unset"),
     Setting("VOICEBOX_ALLOWED_HOSTS", "allowed_hosts", "comma-separated Host names accepted on a loopback connection besides localhost/127.0.0.1/::1 (DNS rebinding guard)", kind="keys"),
+    Setting("VOICEBOX_DEMO_PREBUILT", "demo_prebuilt", "an HF home holding the demo models prebuilt (scripts/setup-venv.sh builds them into .venv/voicebox-demo-models; scripts/run-local.sh names it): a volume without them copies them instead of building them", parse=_demo_prebuilt, default_doc="unset"),
     Setting("VOICEBOX_PROMPT_CACHE_MB", "prompt_cache_bytes", "bound of the voice prompt cache on the volume", kind="int", default=2048, minimum=1, scale=_MB),
     Setting("VOICEBOX_EXPORT_TTL_HOURS", "export_ttl_hours", "files in voicebox/exports/ older than this are removed by fsck (at boot and every hour while serving); 0 keeps them", kind="number", default=24.0),
     Setting("VOICEBOX_LOG_LEVEL", "log_level", "logging level", parse=_log_level, default_doc="INFO"),

@@ -205,7 +205,7 @@ def run(short: bool = False) -> list[dict]:
         rows.append(
             {
                 "bench": "run-local.sh to first answer",
-                "case": "fresh volume: builds the demo models",
+                "case": "fresh volume: copies the demo models setup-venv prebuilt",
                 "p50_ms": round(first["first_answer_s"] * 1000),
                 "ratio": 1.0,
                 "load": first["load"],

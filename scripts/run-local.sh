@@ -14,11 +14,13 @@ export SERVERLESS=1
 export VOICEBOX_PORT=${VOICEBOX_PORT:-0}
 mkdir -p "$VOICEBOX_VOLUME"
 if [ -z "${VOICEBOX_TTS_MODEL:-}" ]; then
-  # The worker builds the demo models into the volume's cache when they are missing (offline, ~10 s) and
-  # reuses them on every later start.
+  # A volume without the demo models copies the set scripts/setup-venv.sh prebuilt into the venv (or, without
+  # it, builds them: offline, ~7 s) and reuses them on every later start.
   echo "run-local: no VOICEBOX_TTS_MODEL set -> tiny demo models (offline; the audio is noise)" >&2
   export VOICEBOX_TTS_MODEL=voicebox-demo/tiny-qwen3-tts-base
   export VOICEBOX_STT_MODEL=${VOICEBOX_STT_MODEL:-voicebox-demo/tiny-whisper}
+  # prebuilt by scripts/setup-venv.sh: a fresh volume copies them instead of building them
+  export VOICEBOX_DEMO_PREBUILT=${VOICEBOX_DEMO_PREBUILT:-$PWD/.venv/voicebox-demo-models}
 fi
 echo "run-local: talk to it with \`voicebox-worker remote --local ...\` or curl http://127.0.0.1:${PORT:-8000}/runsync" >&2
 exec .venv/bin/python -u -m backend.serverless_handler --rp_serve_api \

@@ -339,11 +339,19 @@ def ensure_model(
     hf_home = configure_hf_env(settings)
     status = check_snapshot(hf_home, repo_id, revision)
     if not status.complete and _is_demo(repo_id):
-        from backend.engines.tiny import DEMO_STT_REPO, DEMO_TTS_REPO, install_tiny_models
+        from backend.engines.tiny import (
+            DEMO_STT_REPO,
+            DEMO_TTS_REPO,
+            copy_prebuilt_models,
+            install_tiny_models,
+        )
 
-        install_tiny_models(
-            hf_home, DEMO_TTS_REPO, DEMO_STT_REPO
-        )  # built here, offline: never downloaded
+        # copied from a set-up step's prebuilt set when there is one, else built here; never downloaded
+        prebuilt = settings.demo_prebuilt
+        if prebuilt is None or not copy_prebuilt_models(
+            prebuilt, hf_home, (DEMO_TTS_REPO, DEMO_STT_REPO)
+        ):
+            install_tiny_models(hf_home, DEMO_TTS_REPO, DEMO_STT_REPO)
         status = check_snapshot(hf_home, repo_id, revision)
     if not status.complete:
         allowed = (not offline_requested()) if download is None else download

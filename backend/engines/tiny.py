@@ -392,6 +392,36 @@ def build_tiny_whisper(out: Path) -> dict[str, int]:
     return {"params": sum(p.numel() for p in model.parameters())}
 
 
+def copy_prebuilt_models(prebuilt_hf_home: Path, hf_home: Path, repos: tuple[str, ...]) -> bool:
+    """Copy the cache folders of ``repos`` from a prebuilt HF home into ``hf_home``; False when one is missing.
+
+    Why: building the demo checkpoints costs ~7 s of CPU at a fresh volume's first start, while copying the
+    2.8 MB a set-up step built once costs milliseconds (``scripts/setup-venv.sh`` builds them into the venv and
+    ``scripts/run-local.sh`` names them with ``VOICEBOX_DEMO_PREBUILT``). Each folder is copied under a temporary
+    name and renamed into place, so a killed copy leaves no half-installed repo; the snapshots' relative links to
+    their blobs are kept as links.
+    """
+    hub, source_hub = Path(hf_home) / "hub", Path(prebuilt_hf_home) / "hub"
+    names = [f"models--{repo.replace('/', '--')}" for repo in repos]
+    if not all((source_hub / name / "refs" / "main").is_file() for name in names):
+        return False
+    hub.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        target = hub / name
+        if target.exists():
+            shutil.rmtree(target)
+        partial = hub / f".{name}.copy-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(source_hub / name, partial, symlinks=True)
+        try:
+            os.replace(partial, target)
+        except OSError:  # a peer on the same volume installed it meanwhile: theirs is as good
+            shutil.rmtree(partial, ignore_errors=True)
+            if not (target / "refs" / "main").is_file():
+                raise
+    return True
+
+
 def install_tiny_models(
     hf_home: Path,
     tts_repo: str = DEMO_TTS_REPO,
