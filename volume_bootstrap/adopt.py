@@ -235,16 +235,21 @@ def _as_bool(value: object) -> bool:
 
 
 def _as_int(value: object) -> int | None:
+    """A legacy column value as an int; None for NULL, "" and anything that is not a number."""
+    if not isinstance(value, str | bytes | int | float) or value == "":
+        return None
     try:
-        return None if value is None or value == "" else int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         return None
 
 
 def _as_float(value: object) -> float | None:
+    if not isinstance(value, str | bytes | int | float) or value == "":
+        return None
     try:
-        return None if value is None or value == "" else float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return float(value)
+    except ValueError:
         return None
 
 
@@ -557,10 +562,10 @@ def _convert_versions(
     """Every version of a kept, completed generation (ids, labels, chains, pins kept); others reported."""
     kept = {g["id"]: g for g in conv.plan.generations}
     for gen_id, versions in grouped.items():
-        generation = kept.get(gen_id)
-        carry = generation is not None and generation["status"] == "completed"
+        found = kept.get(gen_id)
+        generation = found if found is not None and found["status"] == "completed" else None
         for version in versions:
-            if not carry:
+            if generation is None:
                 conv.plan.unadopted_versions.append(
                     {
                         "generation_id": gen_id,
@@ -1221,7 +1226,7 @@ def _finish(
     stored: dict[str, Any],
     created: list[str],
     reused: int,
-    absent: list[str],
+    absent: list[dict[str, str]],
     source_root: Path,
     source_db: Path,
     head: str,

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from backend.config import Settings
 from backend.db.backups import inspect_database
-from backend.db.interface import Database, DatabaseKind
+from backend.db.interface import Database
 from backend.db.models import (
     Generation,
     GenerationVersion,
@@ -35,6 +35,7 @@ from backend.db.models import (
     new_id,
     utcnow,
 )
+from backend.db.volume_db import VolumeDatabase
 from backend.statuses import ACTIVE
 from backend.storage.blobs import BlobStore, sha256_file
 from backend.storage.retention import expire_exports
@@ -142,9 +143,9 @@ def _orphan_gate(db: Database, database_created: bool) -> str | None:
     """Why no file may be moved as an orphan now, or None when the database can be trusted to judge."""
     if database_created:
         return "the database was created by this boot"
-    if db.kind is DatabaseKind.POSTGRESQL:
+    if not isinstance(db, VolumeDatabase):
         return _server_orphan_gate(db)
-    facts = inspect_database(db.local_path)  # type: ignore[attr-defined]
+    facts = inspect_database(db.local_path)
     if facts.integrity != "ok":
         return f"the database fails integrity_check ({facts.integrity})"
     if db.expected_revision is not None and facts.revision != db.expected_revision:
@@ -243,7 +244,7 @@ def _remove_stale_tmp(
     settings: Settings, report: FsckReport, repair: bool, grace: float, limit: int | None
 ) -> None:
     now = time.time()
-    candidates = []
+    candidates: list[Path] = []
     if settings.tmp_dir.is_dir():
         candidates.extend(p for p in settings.tmp_dir.iterdir())
     if settings.db_dir.is_dir():

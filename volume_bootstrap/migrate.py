@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
@@ -41,6 +42,10 @@ from backend.db.volume_db import (
     restore_hint,
 )
 
+if TYPE_CHECKING:  # alembic is imported when a migration runs, not when this module loads
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +55,7 @@ def migrations_dir() -> Path:
     return Path(migrations.__file__).parent
 
 
-def alembic_config(connection: object | None = None):  # type: ignore[no-untyped-def]
+def alembic_config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     cfg = Config()
@@ -60,7 +65,7 @@ def alembic_config(connection: object | None = None):  # type: ignore[no-untyped
     return cfg
 
 
-def script_directory():  # type: ignore[no-untyped-def]
+def script_directory() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config())
@@ -90,7 +95,7 @@ def migration_engine(path: Path) -> Engine:
         dbapi_conn.execute("PRAGMA journal_mode=DELETE")
 
     @event.listens_for(engine, "begin")
-    def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+    def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

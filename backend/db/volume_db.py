@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
@@ -44,6 +44,9 @@ from backend.db.errors import (
 from backend.db.interface import DatabaseKind
 from backend.db.lease_recovery import StaleMarkerBreaker
 from backend.storage.atomic import fsync_dir as fsync_dir  # the one durable-write module
+
+if TYPE_CHECKING:  # filelock is imported when a lease is taken
+    from filelock import LeaseCompromise, SoftFileLease
 
 log = logging.getLogger(__name__)
 
@@ -646,12 +649,12 @@ class _HeldLease:
     """Our own compromise flag: filelock keeps ``is_locked`` True after a takeover, so we track loss ourselves."""
 
     def __init__(self) -> None:
-        self.lease: object | None = None
+        self.lease: SoftFileLease | None = None
         self.token: str | None = None
         self.compromised: str | None = None
 
-    def mark_compromised(self, compromise: object) -> None:
-        self.compromised = str(getattr(compromise, "reason", "compromised"))
+    def mark_compromised(self, compromise: LeaseCompromise) -> None:
+        self.compromised = str(compromise.reason)
 
     def lost_reason(self, lease_path: Path) -> str | None:
         """Why the lease is no longer ours, checked now (the heartbeat may not have noticed a pause yet)."""
@@ -660,8 +663,8 @@ class _HeldLease:
         lease = self.lease
         if lease is None:
             return "the lease is not held"
-        if getattr(lease, "compromise", None) is not None:
-            return f"the lease was lost ({lease.compromise.reason})"  # type: ignore[attr-defined]
+        if lease.compromise is not None:
+            return f"the lease was lost ({lease.compromise.reason})"
         token = self.token
         try:
             marker = lease_path.read_text(errors="replace")

@@ -740,7 +740,7 @@ class BundleService:
         for meta in metas:
             hint = meta.id_hint
             free = hint and hint not in ids and session.get(GenerationVersion, hint) is None
-            version_id = hint if free else str(uuid.uuid4())
+            version_id = hint if hint and free else str(uuid.uuid4())
             if hint and hint not in ids:
                 ids[hint] = version_id
             chosen.append(version_id)
@@ -1055,9 +1055,8 @@ class BundleService:
                         "profiles with POST /profiles/import and libraries with POST /library/import"
                     )
                 plan = _plan_generation(manifest.get("generation"), "manifest.json generation")
-                profile_data = (
-                    manifest.get("profile") if isinstance(manifest.get("profile"), dict) else {}
-                )
+                found_profile = manifest.get("profile")
+                profile_data = found_profile if isinstance(found_profile, dict) else {}
                 plan.entry = self._generation_entry(zf, manifest)
                 plan.versions = _plan_versions(zf, manifest)
                 self._stage_generation(zf, stage, plan)
@@ -1161,12 +1160,12 @@ class BundleService:
             gen_items = []
             for gen in gens:
                 audio = None
-                arc = None
+                gen_arc: str | None = None
                 if gen.audio_path and self.blobs.exists(gen.audio_path):
                     audio = self.blobs.path(gen.audio_path)
-                    arc = f"generations/{gen.id}{audio.suffix}"
-                    zf.write(audio, arc, compress_type=zipfile.ZIP_STORED)
-                gen_items.append(self._generation_dict(gen, audio, arc))
+                    gen_arc = f"generations/{gen.id}{audio.suffix}"
+                    zf.write(audio, gen_arc, compress_type=zipfile.ZIP_STORED)
+                gen_items.append(self._generation_dict(gen, audio, gen_arc))
                 done += 1
                 if progress:
                     progress("export", done, total)
