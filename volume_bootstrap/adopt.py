@@ -72,6 +72,7 @@ from backend.config import Settings
 from backend.db.errors import DatabaseError, SchemaMismatchError
 from backend.db.models import Generation, Profile, ProfileSample, new_id, utcnow
 from backend.db.volume_db import VolumeDatabase, integrity_check, read_revision
+from backend.statuses import FINAL, GenerationStatus
 from backend.storage.blobs import BlobStore, StoredBlob, UnsafePathError, safe_relative, sha256_file
 from volume_bootstrap.adopt_extras import (
     ADOPT_REVISION,
@@ -133,13 +134,11 @@ UPSTREAM_PROFILE_COLUMNS = {
 # including ``deleted_at``, which decides which rows are kept but is not stored).
 RENAMED = {("generations", "generation_time_seconds"): "synthesis_seconds"}
 # Legacy statuses (generations and the fork's job vocabulary) that are final; anything else is unfinished.
-FINAL_STATUSES = {
-    "completed": "completed",
-    "complete": "completed",
-    "failed": "failed",
-    "error": "failed",
-    "cancelled": "cancelled",
-    "canceled": "cancelled",
+FINAL_STATUSES: dict[str, GenerationStatus] = {
+    **{status.value: status for status in FINAL},
+    "complete": GenerationStatus.COMPLETED,
+    "error": GenerationStatus.FAILED,
+    "canceled": GenerationStatus.CANCELLED,
 }
 OUR_TABLES = {"profiles": Profile, "profile_samples": ProfileSample, "generations": Generation}
 
@@ -563,7 +562,9 @@ def _convert_versions(
     kept = {g["id"]: g for g in conv.plan.generations}
     for gen_id, versions in grouped.items():
         found = kept.get(gen_id)
-        generation = found if found is not None and found["status"] == "completed" else None
+        generation = (
+            found if found is not None and found["status"] == GenerationStatus.COMPLETED else None
+        )
         for version in versions:
             if generation is None:
                 conv.plan.unadopted_versions.append(
@@ -696,7 +697,7 @@ def _convert_generations(
             created_at=conv.timestamp(legacy.get("created_at"), conv.now),
             completed_at=parse_timestamp(legacy.get("completed_at")),
         )
-        if status == "completed" and row["completed_at"] is None:
+        if status == GenerationStatus.COMPLETED and row["completed_at"] is None:
             # Legacy rows never had one; bundle import fills it the same way.
             row["completed_at"] = row["created_at"]
         for name in ("queue_wait_seconds", "model_load_seconds", "rtf"):
@@ -706,7 +707,7 @@ def _convert_generations(
 
 def _status(
     legacy: Mapping[str, Any], has_status: bool, audio_path: object
-) -> tuple[str, str | None, bool]:
+) -> tuple[GenerationStatus, str | None, bool]:
     """Our status and error for a legacy row, and whether it was left unfinished.
 
     Fork rows are finished by construction (the fork inserts a generation when its audio is written). An
@@ -714,10 +715,14 @@ def _status(
     """
     error = legacy.get("error")
     if not has_status:
-        return "completed", error, False
+        return GenerationStatus.COMPLETED, error, False
     text = str(legacy.get("status") or "").strip().lower()
     if not text and audio_path:
-        return "completed", error, False  # upstream added the column as 'completed' for older rows
+        return (
+            GenerationStatus.COMPLETED,
+            error,
+            False,
+        )  # upstream added the column as 'completed' for older rows
     final = FINAL_STATUSES.get(text)
     if final is not None:
         return final, error, False
@@ -725,7 +730,7 @@ def _status(
         f"adoption found this generation unfinished (legacy status {legacy.get('status')!r}): "
         "it never completed — generate it again"
     )
-    return "failed", f"{message}; legacy error: {error}" if error else message, True
+    return GenerationStatus.FAILED, f"{message}; legacy error: {error}" if error else message, True
 
 
 # ============================================================================================ files

@@ -36,7 +36,7 @@ from backend.db.models import (
     utcnow,
 )
 from backend.db.volume_db import VolumeDatabase
-from backend.statuses import ACTIVE
+from backend.statuses import ACTIVE, GenerationStatus
 from backend.storage.blobs import BlobStore, sha256_file
 from backend.storage.retention import expire_exports
 from backend.storage.trash import Trash
@@ -202,7 +202,7 @@ def _resolve_expired_jobs(
                 row.sha256 = sha256_file(path)
                 row.size_bytes = path.stat().st_size
                 row.duration = row.duration or _duration(path)
-                row.status = "completed"
+                row.status = GenerationStatus.COMPLETED
                 row.completed_at = utcnow()
                 if not row.versions:  # a completed generation has its default version
                     session.add(
@@ -220,7 +220,7 @@ def _resolve_expired_jobs(
                     )
                 report.expired_completed.append(gen_id)
             else:
-                row.status = "failed"
+                row.status = GenerationStatus.FAILED
                 row.error = (
                     f"worker {row.owner_worker_id or '?'} stopped before finishing "
                     "(its lease expired); retry the generation"
@@ -280,7 +280,9 @@ def _check_files(
             *session.execute(select(ProfileSample.id, ProfileSample.audio_path)),
             *session.execute(select(Profile.id, Profile.avatar_path)),
             *session.execute(
-                select(Generation.id, Generation.audio_path).where(Generation.status == "completed")
+                select(Generation.id, Generation.audio_path).where(
+                    Generation.status == GenerationStatus.COMPLETED
+                )
             ),
             # the default version's file is the generation's own (named above): the others only
             *session.execute(
@@ -294,7 +296,8 @@ def _check_files(
         other_paths = set(
             session.scalars(
                 select(Generation.audio_path).where(
-                    Generation.status != "completed", Generation.audio_path.is_not(None)
+                    Generation.status != GenerationStatus.COMPLETED,
+                    Generation.audio_path.is_not(None),
                 )
             )
         )

@@ -54,6 +54,7 @@ from backend.services.common import (
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
 from backend.services.profiles import MAX_AVATAR_BYTES, ProfileInfo, sniff_image
 from backend.services.zipguard import SafeZip, ZipLimits
+from backend.statuses import ACTIVE, FINAL, GenerationStatus
 from backend.storage import effects
 from backend.storage.blobs import BlobStore, StoredBlob, sha256_file
 
@@ -181,7 +182,7 @@ class _GenerationPlan:
     model_size: str | None = None
     is_favorited: bool = False
     source: str | None = None
-    status: str = "completed"
+    status: str = GenerationStatus.COMPLETED
     error: str | None = None
     created_at: Any = None
     completed_at: Any = None
@@ -500,8 +501,8 @@ def _plan_generation(data: object, where: str) -> _GenerationPlan:
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ValidationError(f"{where}: 'seed' must be a non-negative integer")
-    status = data.get("status") or "completed"
-    if status not in ("completed", "failed", "cancelled"):
+    status = data.get("status") or GenerationStatus.COMPLETED
+    if status not in FINAL:
         raise ValidationError(f"{where}: status {status!r} cannot be imported")
     return _GenerationPlan(
         text=text,
@@ -700,6 +701,8 @@ class BundleService:
             rel = f"generations/{gid}.{_audio_ext(plan.entry or '.wav')}"
             blob = stage.move(rel, plan.staged)
         created = plan.created_at or utcnow()
+        # a completed generation whose audio the bundle lacks is history of a failure, not a playable take
+        audio_missing = rel is None and plan.status == GenerationStatus.COMPLETED
         row = Generation(
             id=gid,
             profile_id=plan.profile_id,
@@ -712,8 +715,8 @@ class BundleService:
             instruct=plan.instruct,
             engine=plan.engine or "qwen",
             model_size=plan.model_size,
-            status=plan.status if rel or plan.status != "completed" else "failed",
-            error=plan.error if rel or plan.status != "completed" else "imported without audio",
+            status=GenerationStatus.FAILED if audio_missing else plan.status,
+            error="imported without audio" if audio_missing else plan.error,
             is_favorited=plan.is_favorited,
             source=plan.source or "import",
             sha256=blob.sha256 if blob else None,
@@ -723,7 +726,7 @@ class BundleService:
         )
         session.add(row)
         session.flush()
-        if blob is not None and row.status == "completed":
+        if blob is not None and row.status == GenerationStatus.COMPLETED:
             self._add_versions(session, stage, row, plan, blob)
         return row
 
@@ -1119,7 +1122,7 @@ class BundleService:
                 list(
                     session.scalars(
                         select(Generation)
-                        .where(Generation.status != "generating")
+                        .where(Generation.status.not_in(ACTIVE))
                         .order_by(Generation.created_at, Generation.id)
                     )
                 )
