@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, make_url
 from backend.config import Settings
 from backend.db.errors import DatabaseError, SchemaMismatchError
 from backend.db.postgres import PostgresDatabase, pg_engine, revision_of
+from backend.storage.atomic import publish
 
 if TYPE_CHECKING:
     from volume_bootstrap.migrate import MigrationResult
@@ -86,7 +87,7 @@ def pg_dump_backup(settings: Settings, revision: str | None) -> Path:
         tmp.unlink(missing_ok=True)
         detail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
         raise BackupRequiredError(f"pg_dump failed ({detail})")
-    os.replace(tmp, target)
+    publish(tmp, target)  # the dump is durable before it counts as a backup
     return target
 
 

@@ -43,7 +43,7 @@ from backend.db.errors import (
 )
 from backend.db.interface import DatabaseKind
 from backend.db.lease_recovery import StaleMarkerBreaker
-from backend.storage.atomic import fsync_dir as fsync_dir  # the one durable-write module
+from backend.storage.atomic import publish  # the one durable-write path
 
 if TYPE_CHECKING:  # filelock is imported when a lease is taken
     from filelock import LeaseCompromise, SoftFileLease
@@ -573,7 +573,8 @@ class VolumeDatabase:
             raise WriteConflictError(f"write not published: {reason}; retry the request")
 
     def _publish(self, work_path: Path, *, stamped: bool = False) -> VersionKey:
-        """Copy into a temp file beside the shared one → fsync → os.replace → fsync(dir).
+        """Copy into a temp file beside the shared one, then ``storage.atomic.publish``: fsync → os.replace →
+        fsync(dir).
 
         ``stamped``: ``work_path`` is a committed, closed file already carrying a fresh version stamp (the
         local copy after a unit): one sequential file copy. Otherwise (migrations, restores) the SQLite backup
@@ -607,14 +608,8 @@ class VolumeDatabase:
                 shutil.copyfile(work_path, tmp)
             else:
                 self._backup_into(work_path, tmp)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
             published = version_key(tmp)
-            os.replace(tmp, self.shared_path)
-            fsync_dir(db_dir)
+            publish(tmp, self.shared_path)
             assert published is not None
             return published
         finally:
