@@ -1,8 +1,9 @@
 """Alembic environment, run from code: the caller passes an open connection in ``config.attributes``.
 
 Why no alembic.ini at run time: the worker migrates a private work copy of the volume database under the lease
-(``volume_bootstrap.migrate``); the connection it opens already issues ``BEGIN IMMEDIATE`` so the whole upgrade
-is one transaction — a kill mid-migration rolls back instead of leaving a half-migrated file.
+(``volume_bootstrap.migrate``, through ``migrations/runner.py``); the connection it opens already issues
+``BEGIN IMMEDIATE`` so the whole upgrade is one transaction — a kill mid-migration rolls back instead of leaving
+a half-migrated file.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from backend.config import Settings
 from backend.db.models import Generation, Profile, ProfileSample
 from backend.db.volume_db import VolumeDatabase, integrity_check, read_revision
 from backend.storage.blobs import UnsafePathError
+from migrations.runner import head_revision, schema_differences
 from tests.support.legacy_schemas import (
     BUILDERS,
     FORK_ROOT,
@@ -46,7 +47,7 @@ from volume_bootstrap.adopt import (
 )
 from volume_bootstrap.bootstrap import bootstrap
 from volume_bootstrap.layout import ensure_layout
-from volume_bootstrap.migrate import head_revision, list_backups, schema_differences
+from volume_bootstrap.migrate import list_backups
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH_COLUMNS = (

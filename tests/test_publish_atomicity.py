@@ -14,8 +14,8 @@ import backend.db.volume_db as volume_db
 import backend.storage.atomic as atomic
 from backend.db.models import Profile
 from backend.db.volume_db import VolumeDatabase
+from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
-from volume_bootstrap.migrate import head_revision
 
 PUBLISHES = 40
 

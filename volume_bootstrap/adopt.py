@@ -13,7 +13,7 @@ migrates by column checks and ``create_all``), so the databases in the wild diff
 ``fork-old``  the fork before ``generations.instruct`` and ``profiles.avatar_path`` existed.
 
 How (``adopt_database_file``): one ``BEGIN IMMEDIATE`` transaction on the file (DDL included, see
-``volume_bootstrap.migrate.migration_engine``) reads every row, counts every table, drops the legacy tables,
+``migrations.runner.migration_engine``) reads every row, counts every table, drops the legacy tables,
 creates our schema by running the baseline migration itself (so the result *is* ``0001_baseline``, stamped in
 the same transaction), inserts the converted rows, and checks the schema and foreign keys before committing. A
 kill anywhere leaves the journal to roll the file back to the legacy database. Afterwards the file is compared with
@@ -788,7 +788,7 @@ def adopt_database_file(
     """
     from alembic import command
 
-    from volume_bootstrap.migrate import (
+    from migrations.runner import (
         alembic_config,
         head_revision,
         migration_transaction,
@@ -894,7 +894,7 @@ def _schema_signature(fetch: Callable[[str], list[tuple[Any, ...]]]) -> dict[str
 
 def baseline_signature() -> dict[str, Any]:
     """The schema the baseline migration builds, from a scratch database (the reference for adoption)."""
-    from volume_bootstrap.migrate import upgrade_file
+    from migrations.runner import upgrade_file
 
     with tempfile.TemporaryDirectory(prefix="vb-baseline-") as tmp:
         reference = Path(tmp) / "baseline.db"
@@ -1106,8 +1106,8 @@ def adopt_data_dir(settings: Settings, data_dir: Path, move: bool = False) -> di
     published. Any failure publishes nothing and removes the files this run created. With ``move`` the adopted
     source files are removed only after the publish.
     """
+    from migrations.runner import head_revision
     from volume_bootstrap.layout import ensure_layout
-    from volume_bootstrap.migrate import head_revision
 
     started = time.monotonic()
     source_root, source_db = _locate_source(Path(data_dir))
@@ -1177,8 +1177,8 @@ def _adopt_into_server(
 ) -> dict[str, Any]:
     """``db adopt`` with ``VOICEBOX_DATABASE_URL``: adopt in a scratch file, then the verified copy onto the
     server (one transaction; a server database holding another library is refused, nothing is half-written)."""
+    from migrations.runner import schema_differences, upgrade_file
     from volume_bootstrap.library_copy import copy_file_to_postgres
-    from volume_bootstrap.migrate import schema_differences, upgrade_file
 
     work = scratch / "adopted.db"
     shutil.copyfile(legacy, work)
@@ -1205,7 +1205,8 @@ def _adopt_into_volume(
     stored: dict[str, Any],
     head: str,
 ) -> tuple[dict[str, Any], str | None]:
-    from volume_bootstrap.migrate import backup_shared, schema_differences, upgrade_file
+    from backend.db.backups import backup_shared
+    from migrations.runner import schema_differences, upgrade_file
 
     backup = None
     with db.write_file(check_schema=False) as work:

@@ -105,7 +105,7 @@ class Extras:
 
 def seeded_preset_names() -> set[str]:
     """The built-in presets ``ADOPT_REVISION`` seeds (read from the revision itself, its frozen list)."""
-    from volume_bootstrap.migrate import script_directory
+    from migrations.runner import script_directory
 
     module = script_directory().get_revision(ADOPT_REVISION).module
     return {name for _id, name, _order, _description, _chain in module.BUILTIN_PRESETS}

@@ -18,7 +18,6 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
@@ -27,9 +26,7 @@ from backend.config import Settings
 from backend.db.errors import DatabaseError, SchemaMismatchError
 from backend.db.postgres import PostgresDatabase, pg_engine, revision_of
 from backend.storage.atomic import publish
-
-if TYPE_CHECKING:
-    from volume_bootstrap.migrate import MigrationResult
+from migrations.runner import MigrationResult, alembic_config, refuse_unknown
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +115,6 @@ def migrate_postgres(
 ) -> MigrationResult:
     """Bring the server database to ``target`` under the advisory lock; the result shape of the volume's."""
     from alembic import command
-
-    from volume_bootstrap.migrate import MigrationResult, alembic_config, refuse_unknown
 
     started = time.monotonic()
     engine = pg_engine(settings, pool=False)

@@ -183,6 +183,13 @@ def take_backup(settings: Settings, source: Path, revision: str | None) -> Backu
     return BackupInfo(target.name, backup_time(target), facts)
 
 
+def backup_shared(settings: Settings, revision: str | None) -> Path:
+    """Copy the (immutable, only ever replaced) shared file into the verified set before a migration, a
+    downgrade or an adoption replaces it; ``revision`` names the copy. Raises ``BackupRefusedError`` for an
+    empty or unreadable file: that is never filed as a backup."""
+    return settings.backups_dir / take_backup(settings, settings.db_path, revision).name
+
+
 def backup_due(settings: Settings, now: datetime | None = None) -> float | None:
     """Seconds until the next rotating backup is due (0: now), or None when rotation is off."""
     interval = settings.backup_interval_seconds
