@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
@@ -42,11 +42,9 @@ from backend.db.errors import (
     volume_fault,
 )
 from backend.db.interface import DatabaseKind
+from backend.db.lease import HeldLease, WriteLease
 from backend.db.lease_recovery import StaleMarkerBreaker
 from backend.storage.atomic import publish  # the one durable-write path
-
-if TYPE_CHECKING:  # filelock is imported when a lease is taken
-    from filelock import LeaseCompromise, SoftFileLease
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +383,7 @@ class VolumeDatabase:
                     self._publish_local(held, base)
         self.stats.writes += 1
 
-    def _publish_local(self, held: _HeldLease, base: VersionKey | None) -> None:
+    def _publish_local(self, held: WriteLease, base: VersionKey | None) -> None:
         """Fence, then the committed local copy onto the volume; on any failure the local copy is pulled
         again (the shared file is unchanged, so this worker must not keep reading the unpublished change)."""
         try:
@@ -522,11 +520,11 @@ class VolumeDatabase:
 
     # ---------------------------------------------------------------- lease + fence + publish
     @contextmanager
-    def lease(self) -> Iterator[_HeldLease]:
+    def lease(self) -> Iterator[WriteLease]:
         """Hold the volume-wide write lease; a killed holder is taken over after ``lease_seconds``."""
         from filelock import SoftFileLease, Timeout
 
-        held = _HeldLease()
+        held = HeldLease()
         lease = SoftFileLease(
             str(self.lease_path),
             lease_duration=self.settings.lease_seconds,
@@ -564,7 +562,7 @@ class VolumeDatabase:
         finally:
             lease.release()
 
-    def _fence(self, held: _HeldLease, base: VersionKey | None) -> None:
+    def _fence(self, held: WriteLease, base: VersionKey | None) -> None:
         reason = held.lost_reason(self.lease_path)
         if reason is None and version_key(self.shared_path) != base:
             reason = "the shared database changed since it was pulled"
@@ -638,33 +636,3 @@ class VolumeDatabase:
         """A one-value read, for health and status answers."""
         with self.read() as session:
             return session.execute(text(sql)).scalar()
-
-
-class _HeldLease:
-    """Our own compromise flag: filelock keeps ``is_locked`` True after a takeover, so we track loss ourselves."""
-
-    def __init__(self) -> None:
-        self.lease: SoftFileLease | None = None
-        self.token: str | None = None
-        self.compromised: str | None = None
-
-    def mark_compromised(self, compromise: LeaseCompromise) -> None:
-        self.compromised = str(compromise.reason)
-
-    def lost_reason(self, lease_path: Path) -> str | None:
-        """Why the lease is no longer ours, checked now (the heartbeat may not have noticed a pause yet)."""
-        if self.compromised:
-            return f"the lease was lost ({self.compromised})"
-        lease = self.lease
-        if lease is None:
-            return "the lease is not held"
-        if lease.compromise is not None:
-            return f"the lease was lost ({lease.compromise.reason})"
-        token = self.token
-        try:
-            marker = lease_path.read_text(errors="replace")
-        except OSError:
-            return "the lease marker is gone"
-        if not token or token not in marker:
-            return "another worker took the lease over"
-        return None
