@@ -27,8 +27,8 @@ from backend.config import Settings, load_settings
 from backend.db.factory import open_database
 from backend.db.interface import Database
 from backend.db.models import Generation, Profile
+from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
-from volume_bootstrap.migrate import head_revision
 
 ROOT = Path(__file__).resolve().parents[1]
 _VOCAB_RNG = random.Random(11)

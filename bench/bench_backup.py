@@ -15,8 +15,8 @@ from backend.db.backups import take_backup
 from backend.db.models import Profile
 from backend.db.volume_db import VolumeDatabase
 from bench.bench_db import _grow
+from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
-from volume_bootstrap.migrate import head_revision
 
 
 def run(short: bool = False) -> list[dict]:

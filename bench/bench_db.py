@@ -14,8 +14,8 @@ from sqlalchemy import text
 from backend.config import load_settings
 from backend.db.models import Profile
 from backend.db.volume_db import VolumeDatabase
+from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
-from volume_bootstrap.migrate import head_revision
 
 
 def _settings(root: Path, name: str):  # type: ignore[no-untyped-def]

@@ -1,1 +1,1 @@
-"""Alembic migrations of the volume database (run from code by volume_bootstrap.migrate)."""
+"""Alembic migrations of the volume database (run from code: ``migrations/runner.py``, with the policy in ``volume_bootstrap/migrate.py``)."""

@@ -1,14 +1,16 @@
 """Alembic environment, run from code: the caller passes an open connection in ``config.attributes``.
 
 Why no alembic.ini at run time: the worker migrates a private work copy of the volume database under the lease
-(``volume_bootstrap.migrate``); the connection it opens already issues ``BEGIN IMMEDIATE`` so the whole upgrade
-is one transaction — a kill mid-migration rolls back instead of leaving a half-migrated file.
+(``volume_bootstrap.migrate``, through ``migrations/runner.py``); the connection it opens already issues
+``BEGIN IMMEDIATE`` so the whole upgrade is one transaction — a kill mid-migration rolls back instead of leaving
+a half-migrated file.
 """
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection
 
 from backend.db.models import Base
 
@@ -16,7 +18,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -34,7 +34,7 @@ fi
 say "layers contract: lint-imports ([tool.importlinter] in pyproject.toml)"
 .venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 if [ $# -gt 0 ]; then exec .venv/bin/python -m pytest -q "$@"; fi
-say "type check: mypy (scripts/typecheck.sh; the modules it still skips are listed there)"
+say "type check: mypy over backend/, volume_bootstrap/, migrations/ (scripts/typecheck.sh)"
 scripts/typecheck.sh
 .venv/bin/python -m pytest -q
 say "torch-free client: a fresh venv with voicebox-worker[client] (scripts/check-client-venv.sh)"

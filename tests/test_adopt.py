@@ -27,6 +27,7 @@ from backend.config import Settings
 from backend.db.models import Generation, Profile, ProfileSample
 from backend.db.volume_db import VolumeDatabase, integrity_check, read_revision
 from backend.storage.blobs import UnsafePathError
+from migrations.runner import head_revision, schema_differences
 from tests.support.legacy_schemas import (
     BUILDERS,
     FORK_ROOT,
@@ -46,7 +47,7 @@ from volume_bootstrap.adopt import (
 )
 from volume_bootstrap.bootstrap import bootstrap
 from volume_bootstrap.layout import ensure_layout
-from volume_bootstrap.migrate import head_revision, list_backups, schema_differences
+from volume_bootstrap.migrate import list_backups
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH_COLUMNS = (
@@ -617,3 +618,24 @@ def test_a_schema_that_differs_from_the_baseline_rolls_back(
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
     assert tables == set(fx.counts)
+
+
+@pytest.mark.parametrize(
+    ("value", "as_int", "as_float"),
+    [
+        (None, None, None),
+        ("", None, None),
+        ("12", 12, 12.0),
+        (b"7", 7, 7.0),
+        (3, 3, 3.0),
+        (2.5, 2, 2.5),
+        ("1.5", None, 1.5),
+        ("seven", None, None),
+        (b"", None, None),
+        ([1], None, None),
+    ],
+)
+def test_legacy_numbers_are_read_leniently(value: object, as_int: object, as_float: object) -> None:
+    """Legacy columns hold whatever the old app wrote: a number it cannot read becomes NULL, not an error."""
+    assert adopt._as_int(value) == as_int
+    assert adopt._as_float(value) == as_float

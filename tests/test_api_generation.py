@@ -23,10 +23,10 @@ from backend.db.models import Generation
 from backend.db.volume_db import VolumeDatabase
 from backend.engines.fake import FAKE_TRANSCRIPT
 from backend.services.container import Services
+from migrations.runner import head_revision
 from tests.support.api import audio_bytes
 from volume_bootstrap.bootstrap import bootstrap
 from volume_bootstrap.fsck import fsck_volume
-from volume_bootstrap.migrate import head_revision
 
 #: API tests run on the volume's SQLite and on PostgreSQL
 pytestmark = pytest.mark.both_backends

@@ -529,7 +529,7 @@ def test_migration_0003_upgrade_downgrade_on_sqlite(tmp_path: Path) -> None:
     """Batch-mode DDL on SQLite: profiles present before the upgrade land on the seeded Default channel."""
     import sqlite3
 
-    from volume_bootstrap.migrate import downgrade_file, upgrade_file
+    from migrations.runner import downgrade_file, upgrade_file
 
     db = tmp_path / "v.db"
     upgrade_file(db, "0002_generation_request_id")

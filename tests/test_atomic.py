@@ -72,7 +72,17 @@ def test_fsync_dir_tolerates_a_missing_folder(tmp_path: Path) -> None:
     atomic.fsync_dir(tmp_path / "nope")  # no exception
 
 
-def test_volume_db_reexports_the_one_fsync_dir() -> None:
-    from backend.db import volume_db
-
-    assert volume_db.fsync_dir is atomic.fsync_dir
+def test_only_the_atomic_module_spells_the_durable_write_sequence() -> None:
+    """Every writer of volume files goes through ``backend/storage/atomic.py``; only the volume probes, which
+    time or test the raw operations themselves, call ``os.fsync`` on their own."""
+    root = Path(__file__).resolve().parent.parent
+    probes = {"backend/storage/atomic.py", "backend/storage/probe.py", "volume_bootstrap/layout.py"}
+    found = [
+        f"{rel}: {needle}"
+        for top in ("backend", "volume_bootstrap", "migrations")
+        for path in sorted((root / top).rglob("*.py"))
+        if (rel := str(path.relative_to(root))) not in probes
+        for needle in ("os.fsync(", "def fsync_dir", "def fsync_path")
+        if needle in path.read_text()
+    ]
+    assert found == []

@@ -13,8 +13,9 @@ import pytest
 
 from backend.cli import main
 from backend.db.errors import DatabaseCorruptError, VolumeError
+from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
-from volume_bootstrap.migrate import head_revision, list_backups
+from volume_bootstrap.migrate import list_backups
 
 ROOT = Path(__file__).resolve().parents[1]
 

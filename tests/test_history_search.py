@@ -19,7 +19,7 @@ from backend.db.models import Generation
 from backend.db.search import contains
 from backend.db.volume_db import VolumeDatabase
 from backend.services.container import Services
-from volume_bootstrap.migrate import head_revision
+from migrations.runner import head_revision
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [

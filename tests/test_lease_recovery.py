@@ -107,8 +107,8 @@ def test_writer_takes_over_a_killed_holder_when_rename_exchange_is_refused(
 
     from backend.db.models import Profile
     from backend.db.volume_db import VolumeDatabase
+    from migrations.runner import head_revision
     from volume_bootstrap.bootstrap import bootstrap
-    from volume_bootstrap.migrate import head_revision
 
     settings = make_settings(VOICEBOX_LEASE_SECONDS="3", VOICEBOX_LEASE_TIMEOUT="8")
     bootstrap(settings, run_fsck=False)

@@ -25,9 +25,9 @@ from backend.db.backups import (
 from backend.db.errors import DatabaseError, LibraryMissingError
 from backend.db.models import Profile, ProfileSample
 from backend.db.volume_db import VolumeDatabase
+from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
 from volume_bootstrap.fsck import ORPHAN_MOVE_FLOOR, fsck_volume
-from volume_bootstrap.migrate import head_revision
 
 
 def run_cli(settings, argv: list[str], capsys) -> tuple[int, str, str]:

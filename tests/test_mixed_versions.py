@@ -5,7 +5,7 @@ The first new worker migrates the shared database; from then on an old worker mu
 shape into it (silently dropping the new columns' meaning), and it must say why rather than fail obscurely.
 
 The "newer image" is this repository plus one extra Alembic revision, made in a copy of ``migrations/`` and run
-in a subprocess (``volume_bootstrap.migrate.migrations_dir`` pointed at the copy, the rest of the code as is),
+in a subprocess (``migrations.runner.migrations_dir`` pointed at the copy, the rest of the code as is),
 exactly as a new image would run its bootstrap. The "worker from before a migration" is this code with the
 previous revision as its expected head, holding a local copy at that revision when a peer migrates.
 """
@@ -31,9 +31,10 @@ from backend.db.models import Profile
 from backend.db.volume_db import VolumeDatabase, read_revision
 from backend.services.container import Services
 from backend.storage.blobs import BlobStore
+from migrations.runner import head_revision, known_revisions, migrations_dir
 from tests.support.api import audio_bytes, files_under
 from volume_bootstrap.bootstrap import bootstrap
-from volume_bootstrap.migrate import head_revision, known_revisions, list_backups, migrations_dir
+from volume_bootstrap.migrate import list_backups
 
 ROOT = Path(__file__).resolve().parents[1]
 NEWER = "zz_newer_image"
@@ -44,9 +45,9 @@ IMAGE_DRIVER = textwrap.dedent(
     import sys
     from pathlib import Path
 
-    import volume_bootstrap.migrate as migrate
+    import migrations.runner as runner
 
-    migrate.migrations_dir = lambda: Path(sys.argv[1])
+    runner.migrations_dir = lambda: Path(sys.argv[1])
     from backend.cli import main
 
     sys.exit(main(sys.argv[2:]))

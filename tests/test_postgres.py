@@ -29,16 +29,11 @@ from backend.db.models import Profile
 from backend.db.postgres import PostgresDatabase, pg_engine
 from backend.db.volume_db import VolumeDatabase, sqlite_engine
 from backend.services.container import Services
+from migrations.runner import alembic_config, compare_schema, head_revision, known_revisions
 from tests.support.api import add_generation, api_settings_for, audio_bytes
 from tests.support.postgres import PASSWORD, PgServer, server_stopped
 from volume_bootstrap.bootstrap import bootstrap
-from volume_bootstrap.migrate import (
-    alembic_config,
-    compare_schema,
-    head_revision,
-    known_revisions,
-    migrate_volume,
-)
+from volume_bootstrap.migrate import migrate_volume
 from volume_bootstrap.migrate_pg import BackupRequiredError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -447,8 +442,8 @@ def test_newer_image_migrates_postgresql_and_old_workers_stop_writing(
     """A rolling release on PostgreSQL: the newer image's bootstrap dumps and migrates; this code refuses."""
     import shutil as sh
 
+    from migrations.runner import migrations_dir
     from tests.test_mixed_versions import NEWER, NEWER_REVISION, run_image
-    from volume_bootstrap.migrate import migrations_dir
 
     newer = tmp_path / "newer-image" / "migrations"
     sh.copytree(migrations_dir(), newer, ignore=sh.ignore_patterns("__pycache__"))

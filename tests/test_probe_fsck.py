@@ -12,9 +12,9 @@ from pathlib import Path
 from backend.db.models import Profile, ProfileSample
 from backend.db.volume_db import VolumeDatabase
 from backend.storage.probe import run_probe
+from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
 from volume_bootstrap.fsck import fsck_volume
-from volume_bootstrap.migrate import head_revision
 
 ROOT = Path(__file__).resolve().parents[1]
 

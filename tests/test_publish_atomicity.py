@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 import backend.db.volume_db as volume_db
+import backend.storage.atomic as atomic
 from backend.db.models import Profile
 from backend.db.volume_db import VolumeDatabase
+from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
-from volume_bootstrap.migrate import head_revision
 
 PUBLISHES = 40
 
@@ -79,7 +80,7 @@ def test_temp_file_is_fsynced_before_the_rename_and_the_folder_after(make_settin
     bootstrap(settings, run_fsck=False)
     db = VolumeDatabase(settings, expected_revision=head_revision())
     events: list[tuple[str, str]] = []
-    real_fsync, real_replace, real_fsync_dir = os.fsync, os.replace, volume_db.fsync_dir
+    real_fsync, real_replace, real_fsync_dir = os.fsync, os.replace, atomic.fsync_dir
 
     def fsync(fd: int) -> None:
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
@@ -95,7 +96,7 @@ def test_temp_file_is_fsynced_before_the_rename_and_the_folder_after(make_settin
 
     monkeypatch.setattr(volume_db.os, "fsync", fsync)
     monkeypatch.setattr(volume_db.os, "replace", replace)
-    monkeypatch.setattr(volume_db, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(atomic, "fsync_dir", fsync_dir)  # the one durable-write path publishes
     with db.write() as session:
         session.add(Profile(name="ordered"))
     shared = str(settings.db_path)

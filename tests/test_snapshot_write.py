@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from backend.db.errors import VolumeFullError, WriteConflictError
 from backend.db.models import Profile
 from backend.db.volume_db import VolumeDatabase, integrity_check
+from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
-from volume_bootstrap.migrate import head_revision
 
 
 @pytest.fixture

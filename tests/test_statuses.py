@@ -43,3 +43,41 @@ def test_every_holder_uses_the_one_set() -> None:
     assert generation.FINAL is FINAL and generation.ACTIVE is ACTIVE
     assert set(fsck.ACTIVE_STATUSES) == ACTIVE
     assert ACTIVE <= client.PENDING_GENERATION and not FINAL & client.PENDING_GENERATION
+
+
+def test_no_bare_status_literals_in_the_code_that_writes_or_filters_them() -> None:
+    """Statuses are written and compared through ``GenerationStatus`` and its sets, never as string literals
+    (a literal typo would silently match nothing)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    holders = [
+        "backend/db/models.py",
+        "backend/services/bundles.py",
+        "backend/services/generation.py",
+        "backend/services/history.py",
+        "backend/services/profiles.py",
+        "volume_bootstrap/adopt.py",
+        "volume_bootstrap/adopt_extras.py",
+        "volume_bootstrap/fsck.py",
+    ]
+    values = {status.value for status in GenerationStatus}
+    found = []
+    for rel in holders:
+        tree = ast.parse((root / rel).read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        found += [
+            f"{rel}:{node.lineno} {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and node.value in values
+            and id(node) not in docstrings
+        ]
+    assert found == []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from volume_bootstrap.migrate import downgrade_file, schema_differences, upgrade_file
+from migrations.runner import downgrade_file, schema_differences, upgrade_file
 
 REV = "0004_versions_effects_stories"
 PREVIOUS = "0003_settings_and_channels"

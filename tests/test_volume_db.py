@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from backend.db.errors import SchemaMismatchError, WriteConflictError
+from backend.db.lease import WriteLease
 from backend.db.models import Profile
 from backend.db.volume_db import VolumeDatabase, integrity_check
+from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
-from volume_bootstrap.migrate import head_revision
 
 
 @pytest.fixture
@@ -104,17 +106,18 @@ def test_refuses_a_database_from_a_newer_image(two_workers) -> None:
         session.add(Profile(name="nope"))
 
 
+class _AlwaysHeld:
+    """A lease that never notices a takeover (a ``WriteLease`` of its own, not ours subclassed)."""
+
+    def lost_reason(self, lease_path: Path) -> str | None:
+        return None
+
+
 class _NoLease:
     """A peer whose lock does not see ours (client-local locks): it always thinks it holds the lease."""
 
-    def __enter__(self):
-        from backend.db.volume_db import _HeldLease
-
-        class AlwaysHeld(_HeldLease):
-            def lost_reason(self, lease_path):
-                return None
-
-        return AlwaysHeld()
+    def __enter__(self) -> WriteLease:
+        return _AlwaysHeld()
 
     def __exit__(self, *exc):
         return False

@@ -20,7 +20,8 @@ from sqlalchemy import select
 from backend.config import load_settings
 from backend.db.models import Profile
 from backend.db.volume_db import VolumeDatabase, integrity_check, read_revision
-from volume_bootstrap.migrate import head_revision, list_backups
+from migrations.runner import head_revision
+from volume_bootstrap.migrate import list_backups
 
 pytestmark = pytest.mark.slow
 WORKER = [sys.executable, "-m", "tests.support.db_worker"]

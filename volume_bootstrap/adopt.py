@@ -13,7 +13,7 @@ migrates by column checks and ``create_all``), so the databases in the wild diff
 ``fork-old``  the fork before ``generations.instruct`` and ``profiles.avatar_path`` existed.
 
 How (``adopt_database_file``): one ``BEGIN IMMEDIATE`` transaction on the file (DDL included, see
-``volume_bootstrap.migrate.migration_engine``) reads every row, counts every table, drops the legacy tables,
+``migrations.runner.migration_engine``) reads every row, counts every table, drops the legacy tables,
 creates our schema by running the baseline migration itself (so the result *is* ``0001_baseline``, stamped in
 the same transaction), inserts the converted rows, and checks the schema and foreign keys before committing. A
 kill anywhere leaves the journal to roll the file back to the legacy database. Afterwards the file is compared with
@@ -72,6 +72,7 @@ from backend.config import Settings
 from backend.db.errors import DatabaseError, SchemaMismatchError
 from backend.db.models import Generation, Profile, ProfileSample, new_id, utcnow
 from backend.db.volume_db import VolumeDatabase, integrity_check, read_revision
+from backend.statuses import FINAL, GenerationStatus
 from backend.storage.blobs import BlobStore, StoredBlob, UnsafePathError, safe_relative, sha256_file
 from volume_bootstrap.adopt_extras import (
     ADOPT_REVISION,
@@ -133,13 +134,11 @@ UPSTREAM_PROFILE_COLUMNS = {
 # including ``deleted_at``, which decides which rows are kept but is not stored).
 RENAMED = {("generations", "generation_time_seconds"): "synthesis_seconds"}
 # Legacy statuses (generations and the fork's job vocabulary) that are final; anything else is unfinished.
-FINAL_STATUSES = {
-    "completed": "completed",
-    "complete": "completed",
-    "failed": "failed",
-    "error": "failed",
-    "cancelled": "cancelled",
-    "canceled": "cancelled",
+FINAL_STATUSES: dict[str, GenerationStatus] = {
+    **{status.value: status for status in FINAL},
+    "complete": GenerationStatus.COMPLETED,
+    "error": GenerationStatus.FAILED,
+    "canceled": GenerationStatus.CANCELLED,
 }
 OUR_TABLES = {"profiles": Profile, "profile_samples": ProfileSample, "generations": Generation}
 
@@ -235,16 +234,21 @@ def _as_bool(value: object) -> bool:
 
 
 def _as_int(value: object) -> int | None:
+    """A legacy column value as an int; None for NULL, "" and anything that is not a number."""
+    if not isinstance(value, str | bytes | int | float) or value == "":
+        return None
     try:
-        return None if value is None or value == "" else int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         return None
 
 
 def _as_float(value: object) -> float | None:
+    if not isinstance(value, str | bytes | int | float) or value == "":
+        return None
     try:
-        return None if value is None or value == "" else float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return float(value)
+    except ValueError:
         return None
 
 
@@ -557,10 +561,12 @@ def _convert_versions(
     """Every version of a kept, completed generation (ids, labels, chains, pins kept); others reported."""
     kept = {g["id"]: g for g in conv.plan.generations}
     for gen_id, versions in grouped.items():
-        generation = kept.get(gen_id)
-        carry = generation is not None and generation["status"] == "completed"
+        found = kept.get(gen_id)
+        generation = (
+            found if found is not None and found["status"] == GenerationStatus.COMPLETED else None
+        )
         for version in versions:
-            if not carry:
+            if generation is None:
                 conv.plan.unadopted_versions.append(
                     {
                         "generation_id": gen_id,
@@ -691,7 +697,7 @@ def _convert_generations(
             created_at=conv.timestamp(legacy.get("created_at"), conv.now),
             completed_at=parse_timestamp(legacy.get("completed_at")),
         )
-        if status == "completed" and row["completed_at"] is None:
+        if status == GenerationStatus.COMPLETED and row["completed_at"] is None:
             # Legacy rows never had one; bundle import fills it the same way.
             row["completed_at"] = row["created_at"]
         for name in ("queue_wait_seconds", "model_load_seconds", "rtf"):
@@ -701,7 +707,7 @@ def _convert_generations(
 
 def _status(
     legacy: Mapping[str, Any], has_status: bool, audio_path: object
-) -> tuple[str, str | None, bool]:
+) -> tuple[GenerationStatus, str | None, bool]:
     """Our status and error for a legacy row, and whether it was left unfinished.
 
     Fork rows are finished by construction (the fork inserts a generation when its audio is written). An
@@ -709,10 +715,14 @@ def _status(
     """
     error = legacy.get("error")
     if not has_status:
-        return "completed", error, False
+        return GenerationStatus.COMPLETED, error, False
     text = str(legacy.get("status") or "").strip().lower()
     if not text and audio_path:
-        return "completed", error, False  # upstream added the column as 'completed' for older rows
+        return (
+            GenerationStatus.COMPLETED,
+            error,
+            False,
+        )  # upstream added the column as 'completed' for older rows
     final = FINAL_STATUSES.get(text)
     if final is not None:
         return final, error, False
@@ -720,7 +730,7 @@ def _status(
         f"adoption found this generation unfinished (legacy status {legacy.get('status')!r}): "
         "it never completed — generate it again"
     )
-    return "failed", f"{message}; legacy error: {error}" if error else message, True
+    return GenerationStatus.FAILED, f"{message}; legacy error: {error}" if error else message, True
 
 
 # ============================================================================================ files
@@ -778,7 +788,7 @@ def adopt_database_file(
     """
     from alembic import command
 
-    from volume_bootstrap.migrate import (
+    from migrations.runner import (
         alembic_config,
         head_revision,
         migration_transaction,
@@ -884,7 +894,7 @@ def _schema_signature(fetch: Callable[[str], list[tuple[Any, ...]]]) -> dict[str
 
 def baseline_signature() -> dict[str, Any]:
     """The schema the baseline migration builds, from a scratch database (the reference for adoption)."""
-    from volume_bootstrap.migrate import upgrade_file
+    from migrations.runner import upgrade_file
 
     with tempfile.TemporaryDirectory(prefix="vb-baseline-") as tmp:
         reference = Path(tmp) / "baseline.db"
@@ -1096,8 +1106,8 @@ def adopt_data_dir(settings: Settings, data_dir: Path, move: bool = False) -> di
     published. Any failure publishes nothing and removes the files this run created. With ``move`` the adopted
     source files are removed only after the publish.
     """
+    from migrations.runner import head_revision
     from volume_bootstrap.layout import ensure_layout
-    from volume_bootstrap.migrate import head_revision
 
     started = time.monotonic()
     source_root, source_db = _locate_source(Path(data_dir))
@@ -1167,8 +1177,8 @@ def _adopt_into_server(
 ) -> dict[str, Any]:
     """``db adopt`` with ``VOICEBOX_DATABASE_URL``: adopt in a scratch file, then the verified copy onto the
     server (one transaction; a server database holding another library is refused, nothing is half-written)."""
+    from migrations.runner import schema_differences, upgrade_file
     from volume_bootstrap.library_copy import copy_file_to_postgres
-    from volume_bootstrap.migrate import schema_differences, upgrade_file
 
     work = scratch / "adopted.db"
     shutil.copyfile(legacy, work)
@@ -1195,7 +1205,8 @@ def _adopt_into_volume(
     stored: dict[str, Any],
     head: str,
 ) -> tuple[dict[str, Any], str | None]:
-    from volume_bootstrap.migrate import backup_shared, schema_differences, upgrade_file
+    from backend.db.backups import backup_shared
+    from migrations.runner import schema_differences, upgrade_file
 
     backup = None
     with db.write_file(check_schema=False) as work:
@@ -1221,7 +1232,7 @@ def _finish(
     stored: dict[str, Any],
     created: list[str],
     reused: int,
-    absent: list[str],
+    absent: list[dict[str, str]],
     source_root: Path,
     source_db: Path,
     head: str,

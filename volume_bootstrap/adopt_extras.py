@@ -105,7 +105,7 @@ class Extras:
 
 def seeded_preset_names() -> set[str]:
     """The built-in presets ``ADOPT_REVISION`` seeds (read from the revision itself, its frozen list)."""
-    from volume_bootstrap.migrate import script_directory
+    from migrations.runner import script_directory
 
     module = script_directory().get_revision(ADOPT_REVISION).module
     return {name for _id, name, _order, _description, _chain in module.BUILTIN_PRESETS}
@@ -178,11 +178,14 @@ def convert_stories(
         return
     story_ids: set[str] = set()
     for legacy in rows(query, "stories"):
-        story = {"id": row_id(legacy.get("id"))}
-        story["name"] = str(legacy.get("name") or "Story")[:200]
-        story["description"] = legacy.get("description")
-        story["created_at"] = timestamp(legacy.get("created_at"), now)
-        story["updated_at"] = timestamp(legacy.get("updated_at"), story["created_at"])
+        created_at = timestamp(legacy.get("created_at"), now)
+        story: dict[str, Any] = {
+            "id": row_id(legacy.get("id")),
+            "name": str(legacy.get("name") or "Story")[:200],
+            "description": legacy.get("description"),
+            "created_at": created_at,
+            "updated_at": timestamp(legacy.get("updated_at"), created_at),
+        }
         extras.stories.append(story)
         story_ids.add(story["id"])
     if "story_items" not in columns:

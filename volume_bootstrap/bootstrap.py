@@ -17,8 +17,9 @@ from backend.config import Settings
 from backend.db.factory import open_database
 from backend.db.interface import Database
 from backend.engines.hfcache import configure_hf_env
+from migrations.runner import MigrationResult, head_revision
 from volume_bootstrap.layout import ensure_layout, mount_info
-from volume_bootstrap.migrate import MigrationResult, head_revision, migrate_volume
+from volume_bootstrap.migrate import migrate_volume
 
 log = logging.getLogger(__name__)
 

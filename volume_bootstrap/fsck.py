@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from backend.config import Settings
 from backend.db.backups import inspect_database
-from backend.db.interface import Database, DatabaseKind
+from backend.db.interface import Database
 from backend.db.models import (
     Generation,
     GenerationVersion,
@@ -35,7 +35,8 @@ from backend.db.models import (
     new_id,
     utcnow,
 )
-from backend.statuses import ACTIVE
+from backend.db.volume_db import VolumeDatabase
+from backend.statuses import ACTIVE, GenerationStatus
 from backend.storage.blobs import BlobStore, sha256_file
 from backend.storage.retention import expire_exports
 from backend.storage.trash import Trash
@@ -142,9 +143,9 @@ def _orphan_gate(db: Database, database_created: bool) -> str | None:
     """Why no file may be moved as an orphan now, or None when the database can be trusted to judge."""
     if database_created:
         return "the database was created by this boot"
-    if db.kind is DatabaseKind.POSTGRESQL:
+    if not isinstance(db, VolumeDatabase):
         return _server_orphan_gate(db)
-    facts = inspect_database(db.local_path)  # type: ignore[attr-defined]
+    facts = inspect_database(db.local_path)
     if facts.integrity != "ok":
         return f"the database fails integrity_check ({facts.integrity})"
     if db.expected_revision is not None and facts.revision != db.expected_revision:
@@ -201,7 +202,7 @@ def _resolve_expired_jobs(
                 row.sha256 = sha256_file(path)
                 row.size_bytes = path.stat().st_size
                 row.duration = row.duration or _duration(path)
-                row.status = "completed"
+                row.status = GenerationStatus.COMPLETED
                 row.completed_at = utcnow()
                 if not row.versions:  # a completed generation has its default version
                     session.add(
@@ -219,7 +220,7 @@ def _resolve_expired_jobs(
                     )
                 report.expired_completed.append(gen_id)
             else:
-                row.status = "failed"
+                row.status = GenerationStatus.FAILED
                 row.error = (
                     f"worker {row.owner_worker_id or '?'} stopped before finishing "
                     "(its lease expired); retry the generation"
@@ -243,7 +244,7 @@ def _remove_stale_tmp(
     settings: Settings, report: FsckReport, repair: bool, grace: float, limit: int | None
 ) -> None:
     now = time.time()
-    candidates = []
+    candidates: list[Path] = []
     if settings.tmp_dir.is_dir():
         candidates.extend(p for p in settings.tmp_dir.iterdir())
     if settings.db_dir.is_dir():
@@ -279,7 +280,9 @@ def _check_files(
             *session.execute(select(ProfileSample.id, ProfileSample.audio_path)),
             *session.execute(select(Profile.id, Profile.avatar_path)),
             *session.execute(
-                select(Generation.id, Generation.audio_path).where(Generation.status == "completed")
+                select(Generation.id, Generation.audio_path).where(
+                    Generation.status == GenerationStatus.COMPLETED
+                )
             ),
             # the default version's file is the generation's own (named above): the others only
             *session.execute(
@@ -293,7 +296,8 @@ def _check_files(
         other_paths = set(
             session.scalars(
                 select(Generation.audio_path).where(
-                    Generation.status != "completed", Generation.audio_path.is_not(None)
+                    Generation.status != GenerationStatus.COMPLETED,
+                    Generation.audio_path.is_not(None),
                 )
             )
         )

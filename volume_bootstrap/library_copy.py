@@ -29,7 +29,7 @@ def _postgres(settings: Settings, url: str) -> tuple[Settings, PostgresDatabase]
 
 def copy_to_postgres(settings: Settings, url: str, *, replace: bool = False) -> CopyReport:
     """Volume SQLite → PostgreSQL (migrated to head first when empty)."""
-    from volume_bootstrap.migrate import head_revision
+    from migrations.runner import head_revision
 
     head = head_revision()
     volume = VolumeDatabase(settings, expected_revision=head)
@@ -64,12 +64,13 @@ def copy_file_to_postgres(
 ) -> CopyReport:
     """A SQLite file at this code's head → PostgreSQL (migrated to head first when empty); also ``db adopt``'s
     last step when ``VOICEBOX_DATABASE_URL`` is set."""
-    from volume_bootstrap.migrate import head_revision, migrate_volume
+    from migrations.runner import head_revision, known_revisions
+    from volume_bootstrap.migrate_pg import migrate_postgres
 
     head = head_revision()
     pg_settings, pg = _postgres(settings, url)
     try:
-        migrate_volume(pg_settings, pg)
+        migrate_postgres(pg_settings, pg, target=head, known=known_revisions())
         source_engine = sqlite_engine(path)
         target_engine = pg_engine(pg_settings, pool=False)
         try:
@@ -91,8 +92,8 @@ def copy_file_to_postgres(
 
 def copy_from_postgres(settings: Settings, url: str, *, replace: bool = False) -> CopyReport:
     """PostgreSQL → volume SQLite, published under the lease (created at head when the volume has none)."""
+    from migrations.runner import head_revision, upgrade_file
     from volume_bootstrap.layout import ensure_layout
-    from volume_bootstrap.migrate import head_revision, upgrade_file
 
     head = head_revision()
     pg_settings, pg = _postgres(settings, url)

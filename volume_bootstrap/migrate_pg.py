@@ -18,7 +18,6 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
@@ -26,9 +25,8 @@ from sqlalchemy.engine import Connection, make_url
 from backend.config import Settings
 from backend.db.errors import DatabaseError, SchemaMismatchError
 from backend.db.postgres import PostgresDatabase, pg_engine, revision_of
-
-if TYPE_CHECKING:
-    from volume_bootstrap.migrate import MigrationResult
+from backend.storage.atomic import publish
+from migrations.runner import MigrationResult, alembic_config, refuse_unknown
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +84,7 @@ def pg_dump_backup(settings: Settings, revision: str | None) -> Path:
         tmp.unlink(missing_ok=True)
         detail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
         raise BackupRequiredError(f"pg_dump failed ({detail})")
-    os.replace(tmp, target)
+    publish(tmp, target)  # the dump is durable before it counts as a backup
     return target
 
 
@@ -117,8 +115,6 @@ def migrate_postgres(
 ) -> MigrationResult:
     """Bring the server database to ``target`` under the advisory lock; the result shape of the volume's."""
     from alembic import command
-
-    from volume_bootstrap.migrate import MigrationResult, alembic_config, refuse_unknown
 
     started = time.monotonic()
     engine = pg_engine(settings, pool=False)

@@ -38,7 +38,7 @@ log = logging.getLogger("voicebox.cli")
 
 def _database(settings: Settings) -> Database:
     from backend.db.factory import open_database
-    from volume_bootstrap.migrate import head_revision
+    from migrations.runner import head_revision
 
     return open_database(settings, expected_revision=head_revision())
 
@@ -46,7 +46,7 @@ def _database(settings: Settings) -> Database:
 def _volume_database(settings: Settings) -> VolumeDatabase:
     """The volume's SQLite database, for the commands that work on its file (after ``_server_only``)."""
     from backend.db.volume_db import VolumeDatabase
-    from volume_bootstrap.migrate import head_revision
+    from migrations.runner import head_revision
 
     return VolumeDatabase(settings, expected_revision=head_revision())
 
@@ -120,7 +120,7 @@ def _server_only(settings: Settings, what: str) -> None:
 
 
 def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
-    from volume_bootstrap.migrate import head_revision, known_revisions
+    from migrations.runner import head_revision, known_revisions
 
     current = (
         _database(settings).current_revision()
@@ -139,7 +139,7 @@ def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_history(args: argparse.Namespace, settings: Settings) -> int:
-    from volume_bootstrap.migrate import script_directory
+    from migrations.runner import script_directory
 
     revs = [
         {"revision": r.revision, "down_revision": r.down_revision, "doc": r.doc}
@@ -150,7 +150,9 @@ def cmd_db_history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from volume_bootstrap.migrate import backup_shared, downgrade_file, read_revision
+    from backend.db.backups import backup_shared
+    from backend.db.volume_db import read_revision
+    from migrations.runner import downgrade_file
 
     _server_only(settings, "downgrade")
     db = _volume_database(settings)
@@ -167,7 +169,7 @@ def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
     from backend.db.volume_db import integrity_check
-    from volume_bootstrap.migrate import head_revision, schema_differences
+    from migrations.runner import head_revision, schema_differences
 
     if settings.database_url:
         return _check_server(args, _database(settings))
@@ -192,7 +194,7 @@ def _check_server(args: argparse.Namespace, database: Database) -> int:
 
     assert isinstance(database, PostgresDatabase)
     db = database
-    from volume_bootstrap.migrate import compare_schema, head_revision
+    from migrations.runner import compare_schema, head_revision
 
     current, head = db.current_revision(), head_revision()
     with db._translated(), db.engine.connect() as conn:
@@ -246,7 +248,7 @@ def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
     import shutil
 
     from backend.db.backups import inspect_database
-    from volume_bootstrap.migrate import known_revisions
+    from migrations.runner import known_revisions
 
     _server_only(settings, "restore")
     if not args.file:
@@ -302,10 +304,11 @@ def cmd_db_adopt(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---------------------------------------------------------------- volume
 def cmd_volume_status(args: argparse.Namespace, settings: Settings) -> int:
+    from backend.db.backups import list_backups
     from backend.db.volume_db import read_revision
     from backend.storage.mounts import mount_info
+    from migrations.runner import head_revision
     from volume_bootstrap.layout import LAYOUT
-    from volume_bootstrap.migrate import head_revision, list_backups
 
     info = mount_info(settings.volume)
     data: dict[str, object] = {

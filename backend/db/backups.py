@@ -22,6 +22,7 @@ from pathlib import Path
 
 from backend.config import Settings
 from backend.db.errors import DatabaseError
+from backend.storage.atomic import publish
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +158,10 @@ def restore_hint(settings: Settings) -> str:
 def take_backup(settings: Settings, source: Path, revision: str | None) -> BackupInfo:
     """Copy ``source`` into the set, verify the copy, then rotate; refuses an empty or unreadable source.
 
-    The copy is written to a ``.partial`` name, fsynced and checked (``integrity_check``, row counts) before
-    it is renamed into the set, so a kill or a failed check never leaves something that looks like a backup.
+    The copy is written to a ``.partial`` name and checked (``integrity_check``, row counts) before it is
+    fsynced and renamed into the set (``storage.atomic.publish``), so a kill or a failed check never leaves
+    something that looks like a backup.
     """
-    from backend.db.volume_db import fsync_dir
-
     if not source.exists() or source.stat().st_size == 0:
         raise BackupRefusedError("not backed up: the database file is missing or empty")
     settings.backups_dir.mkdir(parents=True, exist_ok=True)
@@ -171,19 +171,23 @@ def take_backup(settings: Settings, source: Path, revision: str | None) -> Backu
     try:
         with open(source, "rb") as src, open(partial, "wb") as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)
-            dst.flush()
-            os.fsync(dst.fileno())
         facts = inspect_database(partial)
         if not facts.good:
             raise BackupRefusedError(
                 f"not backed up: the database fails its check ({facts.integrity})"
             )
-        os.replace(partial, target)
-        fsync_dir(settings.backups_dir)
+        publish(partial, target)
     finally:
         partial.unlink(missing_ok=True)
     rotate(settings)
     return BackupInfo(target.name, backup_time(target), facts)
+
+
+def backup_shared(settings: Settings, revision: str | None) -> Path:
+    """Copy the (immutable, only ever replaced) shared file into the verified set before a migration, a
+    downgrade or an adoption replaces it; ``revision`` names the copy. Raises ``BackupRefusedError`` for an
+    empty or unreadable file: that is never filed as a backup."""
+    return settings.backups_dir / take_backup(settings, settings.db_path, revision).name
 
 
 def backup_due(settings: Settings, now: datetime | None = None) -> float | None:

@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from backend.statuses import GenerationStatus
+
 # Alembic batch mode needs named constraints to drop or recreate them on SQLite.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -106,7 +108,7 @@ class Generation(Base):
     instruct: Mapped[str | None] = mapped_column(Text)
     engine: Mapped[str] = mapped_column(String(50), default="qwen")
     model_size: Mapped[str | None] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20), default="completed")
+    status: Mapped[str] = mapped_column(String(20), default=GenerationStatus.COMPLETED)
     error: Mapped[str | None] = mapped_column(Text)
     is_favorited: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(50), default="manual")

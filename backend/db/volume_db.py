@@ -42,8 +42,9 @@ from backend.db.errors import (
     volume_fault,
 )
 from backend.db.interface import DatabaseKind
+from backend.db.lease import HeldLease, WriteLease
 from backend.db.lease_recovery import StaleMarkerBreaker
-from backend.storage.atomic import fsync_dir as fsync_dir  # the one durable-write module
+from backend.storage.atomic import publish  # the one durable-write path
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +383,7 @@ class VolumeDatabase:
                     self._publish_local(held, base)
         self.stats.writes += 1
 
-    def _publish_local(self, held: _HeldLease, base: VersionKey | None) -> None:
+    def _publish_local(self, held: WriteLease, base: VersionKey | None) -> None:
         """Fence, then the committed local copy onto the volume; on any failure the local copy is pulled
         again (the shared file is unchanged, so this worker must not keep reading the unpublished change)."""
         try:
@@ -519,11 +520,11 @@ class VolumeDatabase:
 
     # ---------------------------------------------------------------- lease + fence + publish
     @contextmanager
-    def lease(self) -> Iterator[_HeldLease]:
+    def lease(self) -> Iterator[WriteLease]:
         """Hold the volume-wide write lease; a killed holder is taken over after ``lease_seconds``."""
         from filelock import SoftFileLease, Timeout
 
-        held = _HeldLease()
+        held = HeldLease()
         lease = SoftFileLease(
             str(self.lease_path),
             lease_duration=self.settings.lease_seconds,
@@ -561,7 +562,7 @@ class VolumeDatabase:
         finally:
             lease.release()
 
-    def _fence(self, held: _HeldLease, base: VersionKey | None) -> None:
+    def _fence(self, held: WriteLease, base: VersionKey | None) -> None:
         reason = held.lost_reason(self.lease_path)
         if reason is None and version_key(self.shared_path) != base:
             reason = "the shared database changed since it was pulled"
@@ -570,7 +571,8 @@ class VolumeDatabase:
             raise WriteConflictError(f"write not published: {reason}; retry the request")
 
     def _publish(self, work_path: Path, *, stamped: bool = False) -> VersionKey:
-        """Copy into a temp file beside the shared one → fsync → os.replace → fsync(dir).
+        """Copy into a temp file beside the shared one, then ``storage.atomic.publish``: fsync → os.replace →
+        fsync(dir).
 
         ``stamped``: ``work_path`` is a committed, closed file already carrying a fresh version stamp (the
         local copy after a unit): one sequential file copy. Otherwise (migrations, restores) the SQLite backup
@@ -604,14 +606,8 @@ class VolumeDatabase:
                 shutil.copyfile(work_path, tmp)
             else:
                 self._backup_into(work_path, tmp)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
             published = version_key(tmp)
-            os.replace(tmp, self.shared_path)
-            fsync_dir(db_dir)
+            publish(tmp, self.shared_path)
             assert published is not None
             return published
         finally:
@@ -640,33 +636,3 @@ class VolumeDatabase:
         """A one-value read, for health and status answers."""
         with self.read() as session:
             return session.execute(text(sql)).scalar()
-
-
-class _HeldLease:
-    """Our own compromise flag: filelock keeps ``is_locked`` True after a takeover, so we track loss ourselves."""
-
-    def __init__(self) -> None:
-        self.lease: object | None = None
-        self.token: str | None = None
-        self.compromised: str | None = None
-
-    def mark_compromised(self, compromise: object) -> None:
-        self.compromised = str(getattr(compromise, "reason", "compromised"))
-
-    def lost_reason(self, lease_path: Path) -> str | None:
-        """Why the lease is no longer ours, checked now (the heartbeat may not have noticed a pause yet)."""
-        if self.compromised:
-            return f"the lease was lost ({self.compromised})"
-        lease = self.lease
-        if lease is None:
-            return "the lease is not held"
-        if getattr(lease, "compromise", None) is not None:
-            return f"the lease was lost ({lease.compromise.reason})"  # type: ignore[attr-defined]
-        token = self.token
-        try:
-            marker = lease_path.read_text(errors="replace")
-        except OSError:
-            return "the lease marker is gone"
-        if not token or token not in marker:
-            return "another worker took the lease over"
-        return None

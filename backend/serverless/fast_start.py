@@ -40,28 +40,32 @@ def prefetch_cpu_info() -> threading.Thread | None:
     except ImportError:
         return None
     current = cpuinfo.get_cpu_info
-    existing = getattr(current, "prefetch_thread", None)
-    if isinstance(existing, threading.Thread):
-        return existing
-    probe: Callable[[], dict[str, Any]] = current
-    result: dict[str, Any] = {}
+    if isinstance(current, _PrefetchedCpuInfo):
+        return current.thread
+    prefetched = _PrefetchedCpuInfo(current)
+    cpuinfo.get_cpu_info = prefetched
+    prefetched.thread.start()
+    return prefetched.thread
 
-    def run() -> None:
+
+class _PrefetchedCpuInfo:
+    """Stands in for ``cpuinfo.get_cpu_info``: waits for the background probe and returns a copy of its
+    answer, or probes again in the caller when the background probe failed."""
+
+    def __init__(self, probe: Callable[[], dict[str, Any]]) -> None:
+        self._probe = probe
+        self._result: dict[str, Any] = {}
+        self.thread = threading.Thread(target=self._run, name="voicebox-cpuinfo", daemon=True)
+
+    def _run(self) -> None:
         with contextlib.suppress(Exception):  # the caller then probes itself, as it would have
-            result["info"] = probe()
+            self._result["info"] = self._probe()
 
-    thread = threading.Thread(target=run, name="voicebox-cpuinfo", daemon=True)
-
-    def get_cpu_info() -> dict[str, Any]:
-        thread.join()
-        if "info" in result:
-            return dict(result["info"])
-        return probe()
-
-    get_cpu_info.prefetch_thread = thread  # type: ignore[attr-defined]
-    cpuinfo.get_cpu_info = get_cpu_info
-    thread.start()
-    return thread
+    def __call__(self) -> dict[str, Any]:
+        self.thread.join()
+        if "info" in self._result:
+            return dict(self._result["info"])
+        return self._probe()
 
 
 @contextlib.contextmanager

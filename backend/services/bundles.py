@@ -54,6 +54,7 @@ from backend.services.common import (
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
 from backend.services.profiles import MAX_AVATAR_BYTES, ProfileInfo, sniff_image
 from backend.services.zipguard import SafeZip, ZipLimits
+from backend.statuses import ACTIVE, FINAL, GenerationStatus
 from backend.storage import effects
 from backend.storage.blobs import BlobStore, StoredBlob, sha256_file
 
@@ -181,7 +182,7 @@ class _GenerationPlan:
     model_size: str | None = None
     is_favorited: bool = False
     source: str | None = None
-    status: str = "completed"
+    status: str = GenerationStatus.COMPLETED
     error: str | None = None
     created_at: Any = None
     completed_at: Any = None
@@ -500,8 +501,8 @@ def _plan_generation(data: object, where: str) -> _GenerationPlan:
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ValidationError(f"{where}: 'seed' must be a non-negative integer")
-    status = data.get("status") or "completed"
-    if status not in ("completed", "failed", "cancelled"):
+    status = data.get("status") or GenerationStatus.COMPLETED
+    if status not in FINAL:
         raise ValidationError(f"{where}: status {status!r} cannot be imported")
     return _GenerationPlan(
         text=text,
@@ -700,6 +701,8 @@ class BundleService:
             rel = f"generations/{gid}.{_audio_ext(plan.entry or '.wav')}"
             blob = stage.move(rel, plan.staged)
         created = plan.created_at or utcnow()
+        # a completed generation whose audio the bundle lacks is history of a failure, not a playable take
+        audio_missing = rel is None and plan.status == GenerationStatus.COMPLETED
         row = Generation(
             id=gid,
             profile_id=plan.profile_id,
@@ -712,8 +715,8 @@ class BundleService:
             instruct=plan.instruct,
             engine=plan.engine or "qwen",
             model_size=plan.model_size,
-            status=plan.status if rel or plan.status != "completed" else "failed",
-            error=plan.error if rel or plan.status != "completed" else "imported without audio",
+            status=GenerationStatus.FAILED if audio_missing else plan.status,
+            error="imported without audio" if audio_missing else plan.error,
             is_favorited=plan.is_favorited,
             source=plan.source or "import",
             sha256=blob.sha256 if blob else None,
@@ -723,7 +726,7 @@ class BundleService:
         )
         session.add(row)
         session.flush()
-        if blob is not None and row.status == "completed":
+        if blob is not None and row.status == GenerationStatus.COMPLETED:
             self._add_versions(session, stage, row, plan, blob)
         return row
 
@@ -740,7 +743,7 @@ class BundleService:
         for meta in metas:
             hint = meta.id_hint
             free = hint and hint not in ids and session.get(GenerationVersion, hint) is None
-            version_id = hint if free else str(uuid.uuid4())
+            version_id = hint if hint and free else str(uuid.uuid4())
             if hint and hint not in ids:
                 ids[hint] = version_id
             chosen.append(version_id)
@@ -1055,9 +1058,8 @@ class BundleService:
                         "profiles with POST /profiles/import and libraries with POST /library/import"
                     )
                 plan = _plan_generation(manifest.get("generation"), "manifest.json generation")
-                profile_data = (
-                    manifest.get("profile") if isinstance(manifest.get("profile"), dict) else {}
-                )
+                found_profile = manifest.get("profile")
+                profile_data = found_profile if isinstance(found_profile, dict) else {}
                 plan.entry = self._generation_entry(zf, manifest)
                 plan.versions = _plan_versions(zf, manifest)
                 self._stage_generation(zf, stage, plan)
@@ -1120,7 +1122,7 @@ class BundleService:
                 list(
                     session.scalars(
                         select(Generation)
-                        .where(Generation.status != "generating")
+                        .where(Generation.status.not_in(ACTIVE))
                         .order_by(Generation.created_at, Generation.id)
                     )
                 )
@@ -1161,12 +1163,12 @@ class BundleService:
             gen_items = []
             for gen in gens:
                 audio = None
-                arc = None
+                gen_arc: str | None = None
                 if gen.audio_path and self.blobs.exists(gen.audio_path):
                     audio = self.blobs.path(gen.audio_path)
-                    arc = f"generations/{gen.id}{audio.suffix}"
-                    zf.write(audio, arc, compress_type=zipfile.ZIP_STORED)
-                gen_items.append(self._generation_dict(gen, audio, arc))
+                    gen_arc = f"generations/{gen.id}{audio.suffix}"
+                    zf.write(audio, gen_arc, compress_type=zipfile.ZIP_STORED)
+                gen_items.append(self._generation_dict(gen, audio, gen_arc))
                 done += 1
                 if progress:
                     progress("export", done, total)

@@ -45,7 +45,7 @@ class Services:
     @classmethod
     def create(cls, settings: Settings, *, engines: Engines | None = None) -> Services:
         """Services on an already bootstrapped volume (the caller runs ``bootstrap`` first)."""
-        from volume_bootstrap.migrate import head_revision
+        from migrations.runner import head_revision
 
         db = open_database(settings, expected_revision=head_revision())
         return cls(settings=settings, db=db, blobs=BlobStore(settings), engines=engines)

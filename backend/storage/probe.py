@@ -154,7 +154,7 @@ def publish_times(settings: Settings, folder: Path, sizes_mb: tuple[int, ...]) -
     """Time the database publish step (backup API → fsync → replace → fsync dir) at several sizes."""
     import sqlite3
 
-    from backend.storage.atomic import fsync_dir
+    from backend.storage.atomic import publish
 
     result = {}
     for mb in sizes_mb:
@@ -174,11 +174,7 @@ def publish_times(settings: Settings, folder: Path, sizes_mb: tuple[int, ...]) -
         src.backup(dst)
         dst.close()
         src.close()
-        fd = os.open(tmp, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, target)
-        fsync_dir(folder)
+        publish(tmp, target)
         result[f"{mb}MB"] = round((time.perf_counter() - started) * 1000, 1)
         target.unlink(missing_ok=True)
         local.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from backend.db.models import Profile
 
 
 def _db() -> Database:
-    from volume_bootstrap.migrate import head_revision
+    from migrations.runner import head_revision
 
     return open_database(load_settings(), expected_revision=head_revision())
 

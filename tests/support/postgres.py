@@ -174,7 +174,8 @@ def pg_template(pg_server: PgServer) -> str:
     """A database migrated to head once per session; each test clones it."""
     from backend.config import load_settings
     from backend.db.postgres import PostgresDatabase
-    from volume_bootstrap.migrate import head_revision, migrate_volume
+    from migrations.runner import head_revision
+    from volume_bootstrap.migrate import migrate_volume
 
     name = pg_server.create_database()
     with tempfile.TemporaryDirectory() as tmp:
