@@ -54,7 +54,10 @@ def test_no_bare_status_literals_in_the_code_that_writes_or_filters_them() -> No
     root = Path(__file__).resolve().parent.parent
     holders = [
         "backend/db/models.py",
-        "backend/services/bundles.py",
+        *sorted(
+            f"backend/services/bundles/{p.name}"
+            for p in (root / "backend/services/bundles").glob("*.py")
+        ),
         "backend/services/generation.py",
         "backend/services/history.py",
         "backend/services/profiles.py",

@@ -90,7 +90,7 @@ class Services:
     def bundles(self) -> BundleService:
         from backend.services.bundles import BundleService
 
-        return BundleService(self)
+        return BundleService(self.settings, self.db, self.blobs, self.engines)
 
     @classmethod
     def for_worker(cls, settings: Settings) -> Services:
