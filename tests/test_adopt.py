@@ -25,7 +25,8 @@ from sqlalchemy import select
 
 from backend.config import Settings
 from backend.db.models import Generation, Profile, ProfileSample
-from backend.db.volume_db import VolumeDatabase, integrity_check, read_revision
+from backend.db.sqlite_files import integrity_check, read_revision
+from backend.db.volume_db import VolumeDatabase
 from backend.storage.blobs import UnsafePathError
 from migrations.runner import head_revision, schema_differences
 from tests.support.legacy_schemas import (

@@ -71,7 +71,8 @@ from typing import Any
 from backend.config import Settings
 from backend.db.errors import DatabaseError, SchemaMismatchError
 from backend.db.models import Generation, Profile, ProfileSample, new_id, utcnow
-from backend.db.volume_db import VolumeDatabase, integrity_check, read_revision
+from backend.db.sqlite_files import integrity_check, read_revision
+from backend.db.volume_db import VolumeDatabase
 from backend.statuses import FINAL, GenerationStatus
 from backend.storage.blobs import BlobStore, StoredBlob, UnsafePathError, safe_relative, sha256_file
 from volume_bootstrap.adopt_extras import (
