@@ -38,13 +38,14 @@ from tests.support.legacy_schemas import (
     build_partial,
     build_upstream,
 )
-from volume_bootstrap import adopt
 from volume_bootstrap.adopt import (
     AdoptionError,
     LegacySchemaError,
     adopt_data_dir,
     adopt_database_file,
+    database_file,
     relativize,
+    values,
 )
 from volume_bootstrap.bootstrap import bootstrap
 from volume_bootstrap.layout import ensure_layout
@@ -330,13 +331,13 @@ def test_failure_part_way_publishes_nothing_and_removes_copied_files(
     bootstrap(settings, run_fsck=False)
     before = os.stat(settings.db_path)
     fx = build_upstream(tmp_path / "legacy")
-    original = adopt._insert_rows
+    original = database_file._insert_rows
 
     def insert_then_fail(conn, plan) -> None:  # type: ignore[no-untyped-def]
         original(conn, plan)
         raise RuntimeError("injected failure inside the adoption transaction")
 
-    monkeypatch.setattr(adopt, "_insert_rows", insert_then_fail)
+    monkeypatch.setattr(database_file, "_insert_rows", insert_then_fail)
     with pytest.raises(RuntimeError, match="injected"):
         adopt_data_dir(settings, fx.data_dir)
     after = os.stat(settings.db_path)
@@ -410,12 +411,13 @@ KILL_IN_TRANSACTION = """
 import os, signal, sys
 from pathlib import Path
 import volume_bootstrap.adopt as adopt
-original = adopt._insert_rows
+import volume_bootstrap.adopt.database_file as database_file
+original = database_file._insert_rows
 def die(conn, plan):
     original(conn, plan)  # legacy tables dropped, ours created and filled, nothing committed
     print("inserted", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
-adopt._insert_rows = die
+database_file._insert_rows = die
 from backend.config import load_settings
 if sys.argv[1] == "file":
     adopt.adopt_database_file(load_settings(), Path(sys.argv[2]))
@@ -606,13 +608,13 @@ def test_a_schema_that_differs_from_the_baseline_rolls_back(
     fx = build_fork(tmp_path / "legacy")
     work = tmp_path / "work.db"
     shutil.copyfile(fx.db_path, work)
-    original = adopt._insert_rows
+    original = database_file._insert_rows
 
     def with_a_stray_table(conn, plan) -> None:  # type: ignore[no-untyped-def]
         original(conn, plan)
         conn.exec_driver_sql("CREATE TABLE stray (id INTEGER)")
 
-    monkeypatch.setattr(adopt, "_insert_rows", with_a_stray_table)
+    monkeypatch.setattr(database_file, "_insert_rows", with_a_stray_table)
     with pytest.raises(AdoptionError, match=r"differs from 0001_baseline in \['table:stray'\]"):
         adopt_database_file(settings, work)
     conn = sqlite3.connect(work)
@@ -638,5 +640,5 @@ def test_a_schema_that_differs_from_the_baseline_rolls_back(
 )
 def test_legacy_numbers_are_read_leniently(value: object, as_int: object, as_float: object) -> None:
     """Legacy columns hold whatever the old app wrote: a number it cannot read becomes NULL, not an error."""
-    assert adopt._as_int(value) == as_int
-    assert adopt._as_float(value) == as_float
+    assert values.as_int(value) == as_int
+    assert values.as_float(value) == as_float
