@@ -43,6 +43,7 @@ from volume_bootstrap.adopt import (
     LegacySchemaError,
     adopt_data_dir,
     adopt_database_file,
+    build_plan,
     database_file,
     relativize,
     values,
@@ -274,6 +275,33 @@ def test_rerunning_the_same_adoption_is_a_no_op(
     assert again["files_copied"] == 0 and again["backup"] is None
     assert sha(settings.db_path) == before and volume_files(settings) == files
     assert list_backups(settings) == backups  # a no-op publishes nothing, so it backs up nothing
+
+
+def test_identical_files_already_on_the_volume_are_reused_and_counted(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The report's file figures: what was written (and its bytes) and what an identical copy already on
+    the volume saved (an operator copied some files over first)."""
+    fx = build_upstream(tmp_path / "legacy")
+    conn = sqlite3.connect(fx.db_path)
+    conn.row_factory = sqlite3.Row
+    try:
+        plan = build_plan(
+            lambda sql: [dict(r) for r in conn.execute(sql)], [str(fx.data_dir.absolute())]
+        )
+    finally:
+        conn.close()
+    adopted = sorted(rel for rel in plan.referenced_files() if (fx.data_dir / rel).is_file())
+    copied_first = adopted[: len(adopted) // 2]
+    for rel in copied_first:
+        (settings.data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fx.data_dir / rel, settings.data_dir / rel)
+    report = adopt_data_dir(settings, fx.data_dir)
+    written = sorted(set(adopted) - set(copied_first))
+    assert report["files_reused"] == len(copied_first) > 0
+    assert report["files_copied"] == len(written) > 0
+    assert report["bytes_copied"] == sum((fx.data_dir / rel).stat().st_size for rel in written)
+    assert volume_files(settings) == adopted
 
 
 def test_rerun_after_the_library_grew_is_still_a_no_op(settings: Settings, tmp_path: Path) -> None:
