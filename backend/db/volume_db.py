@@ -6,6 +6,9 @@ the shared file. Each worker keeps a local copy and reads from it; a write takes
 shared file if it changed, runs the transaction on a private work copy, checks the fence (lease still ours, shared
 file unchanged since the pull) and publishes by replacing the shared file whole. The filesystem only has to give
 atomic rename and exclusive create. A SIGKILL at any instant leaves the old file or the new one.
+
+This module is the swap itself; what works on one file lives in ``backend.db.sqlite_files``, the lease in
+``backend.db.lease``, the lock on the local copy in ``backend.db.rw_lock``.
 """
 
 from __future__ import annotations
