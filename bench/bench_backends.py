@@ -192,7 +192,8 @@ def bench_one_write(
 
 
 def _two_copy_write(db: Database, name: str) -> None:
-    from backend.db.volume_db import VolumeDatabase, sqlite_engine
+    from backend.db.sqlite_files import sqlite_engine
+    from backend.db.volume_db import VolumeDatabase
 
     assert isinstance(db, VolumeDatabase)
     with db.write_file() as work:

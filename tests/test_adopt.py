@@ -25,7 +25,8 @@ from sqlalchemy import select
 
 from backend.config import Settings
 from backend.db.models import Generation, Profile, ProfileSample
-from backend.db.volume_db import VolumeDatabase, integrity_check, read_revision
+from backend.db.sqlite_files import integrity_check, read_revision
+from backend.db.volume_db import VolumeDatabase
 from backend.storage.blobs import UnsafePathError
 from migrations.runner import head_revision, schema_differences
 from tests.support.legacy_schemas import (
@@ -37,13 +38,15 @@ from tests.support.legacy_schemas import (
     build_partial,
     build_upstream,
 )
-from volume_bootstrap import adopt
 from volume_bootstrap.adopt import (
     AdoptionError,
     LegacySchemaError,
     adopt_data_dir,
     adopt_database_file,
+    build_plan,
+    database_file,
     relativize,
+    values,
 )
 from volume_bootstrap.bootstrap import bootstrap
 from volume_bootstrap.layout import ensure_layout
@@ -274,6 +277,33 @@ def test_rerunning_the_same_adoption_is_a_no_op(
     assert list_backups(settings) == backups  # a no-op publishes nothing, so it backs up nothing
 
 
+def test_identical_files_already_on_the_volume_are_reused_and_counted(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The report's file figures: what was written (and its bytes) and what an identical copy already on
+    the volume saved (an operator copied some files over first)."""
+    fx = build_upstream(tmp_path / "legacy")
+    conn = sqlite3.connect(fx.db_path)
+    conn.row_factory = sqlite3.Row
+    try:
+        plan = build_plan(
+            lambda sql: [dict(r) for r in conn.execute(sql)], [str(fx.data_dir.absolute())]
+        )
+    finally:
+        conn.close()
+    adopted = sorted(rel for rel in plan.referenced_files() if (fx.data_dir / rel).is_file())
+    copied_first = adopted[: len(adopted) // 2]
+    for rel in copied_first:
+        (settings.data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fx.data_dir / rel, settings.data_dir / rel)
+    report = adopt_data_dir(settings, fx.data_dir)
+    written = sorted(set(adopted) - set(copied_first))
+    assert report["files_reused"] == len(copied_first) > 0
+    assert report["files_copied"] == len(written) > 0
+    assert report["bytes_copied"] == sum((fx.data_dir / rel).stat().st_size for rel in written)
+    assert volume_files(settings) == adopted
+
+
 def test_rerun_after_the_library_grew_is_still_a_no_op(settings: Settings, tmp_path: Path) -> None:
     fx = build_upstream(tmp_path / "legacy")
     adopt_data_dir(settings, fx.data_dir)
@@ -329,13 +359,13 @@ def test_failure_part_way_publishes_nothing_and_removes_copied_files(
     bootstrap(settings, run_fsck=False)
     before = os.stat(settings.db_path)
     fx = build_upstream(tmp_path / "legacy")
-    original = adopt._insert_rows
+    original = database_file._insert_rows
 
     def insert_then_fail(conn, plan) -> None:  # type: ignore[no-untyped-def]
         original(conn, plan)
         raise RuntimeError("injected failure inside the adoption transaction")
 
-    monkeypatch.setattr(adopt, "_insert_rows", insert_then_fail)
+    monkeypatch.setattr(database_file, "_insert_rows", insert_then_fail)
     with pytest.raises(RuntimeError, match="injected"):
         adopt_data_dir(settings, fx.data_dir)
     after = os.stat(settings.db_path)
@@ -409,12 +439,13 @@ KILL_IN_TRANSACTION = """
 import os, signal, sys
 from pathlib import Path
 import volume_bootstrap.adopt as adopt
-original = adopt._insert_rows
+import volume_bootstrap.adopt.database_file as database_file
+original = database_file._insert_rows
 def die(conn, plan):
     original(conn, plan)  # legacy tables dropped, ours created and filled, nothing committed
     print("inserted", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
-adopt._insert_rows = die
+database_file._insert_rows = die
 from backend.config import load_settings
 if sys.argv[1] == "file":
     adopt.adopt_database_file(load_settings(), Path(sys.argv[2]))
@@ -605,13 +636,13 @@ def test_a_schema_that_differs_from_the_baseline_rolls_back(
     fx = build_fork(tmp_path / "legacy")
     work = tmp_path / "work.db"
     shutil.copyfile(fx.db_path, work)
-    original = adopt._insert_rows
+    original = database_file._insert_rows
 
     def with_a_stray_table(conn, plan) -> None:  # type: ignore[no-untyped-def]
         original(conn, plan)
         conn.exec_driver_sql("CREATE TABLE stray (id INTEGER)")
 
-    monkeypatch.setattr(adopt, "_insert_rows", with_a_stray_table)
+    monkeypatch.setattr(database_file, "_insert_rows", with_a_stray_table)
     with pytest.raises(AdoptionError, match=r"differs from 0001_baseline in \['table:stray'\]"):
         adopt_database_file(settings, work)
     conn = sqlite3.connect(work)
@@ -637,5 +668,5 @@ def test_a_schema_that_differs_from_the_baseline_rolls_back(
 )
 def test_legacy_numbers_are_read_leniently(value: object, as_int: object, as_float: object) -> None:
     """Legacy columns hold whatever the old app wrote: a number it cannot read becomes NULL, not an error."""
-    assert adopt._as_int(value) == as_int
-    assert adopt._as_float(value) == as_float
+    assert values.as_int(value) == as_int
+    assert values.as_float(value) == as_float

@@ -114,6 +114,30 @@ def test_sharded_index_needs_every_shard(tmp_path: Path) -> None:
     assert status.problems == ["missing shard model-00002-of-00002.safetensors"]
 
 
+def test_unreadable_index_nested_shards_and_empty_weights_are_each_named(tmp_path: Path) -> None:
+    """Every problem of a snapshot is listed, in walk order: empty weights, then indexes (a shard listed by a
+    nested index is looked for beside that index)."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (src / "broken.index.json").write_text("{not json")
+    weight_map = {"a": "part-1.safetensors", "b": "part-2.safetensors"}
+    (src / "sub" / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": weight_map})
+    )
+    (src / "sub" / "part-1.safetensors").write_bytes(b"")
+    (src / "model.safetensors").write_bytes(b"1" * 10)
+    home = tmp_path / "hf"
+    install_into_hf_cache(src, home / "hub", "acme/nested")
+    status = check_snapshot(home, "acme/nested")
+    assert status.files == 5
+    assert status.problems == [
+        "sub/part-1.safetensors is empty",
+        "broken.index.json unreadable",
+        "missing shard sub/part-2.safetensors",
+    ]
+
+
 def test_configure_env_and_offline_marker(tmp_path: Path) -> None:
     env: dict[str, str] = {}
     settings = settings_for(tmp_path / "vol")

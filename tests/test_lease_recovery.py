@@ -143,7 +143,7 @@ def test_a_shared_file_hidden_for_a_moment_is_not_missing(tmp_path: Path) -> Non
     """libfuse hides a renamed-over target for a moment; that must not read as a missing database."""
     import threading
 
-    from backend.db.volume_db import version_key
+    from backend.db.sqlite_files import version_key
 
     shared = tmp_path / "voicebox.db"
     shared.write_bytes(b"\0" * 100)

@@ -28,7 +28,8 @@ from sqlalchemy import select
 from backend.app import create_app
 from backend.db.errors import SchemaMismatchError
 from backend.db.models import Profile
-from backend.db.volume_db import VolumeDatabase, read_revision
+from backend.db.sqlite_files import read_revision
+from backend.db.volume_db import VolumeDatabase
 from backend.services.container import Services
 from backend.storage.blobs import BlobStore
 from migrations.runner import head_revision, known_revisions, migrations_dir

@@ -27,7 +27,8 @@ from backend.db.factory import open_database
 from backend.db.interface import DatabaseKind
 from backend.db.models import Profile
 from backend.db.postgres import PostgresDatabase, pg_engine
-from backend.db.volume_db import VolumeDatabase, sqlite_engine
+from backend.db.sqlite_files import sqlite_engine
+from backend.db.volume_db import VolumeDatabase
 from backend.services.container import Services
 from migrations.runner import alembic_config, compare_schema, head_revision, known_revisions
 from tests.support.api import add_generation, api_settings_for, audio_bytes

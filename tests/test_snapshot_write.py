@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 
 from backend.db.errors import VolumeFullError, WriteConflictError
 from backend.db.models import Profile
-from backend.db.volume_db import VolumeDatabase, integrity_check
+from backend.db.sqlite_files import integrity_check
+from backend.db.volume_db import VolumeDatabase
 from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
 

@@ -61,8 +61,10 @@ def test_no_bare_status_literals_in_the_code_that_writes_or_filters_them() -> No
         "backend/services/generation.py",
         "backend/services/history.py",
         "backend/services/profiles.py",
-        "volume_bootstrap/adopt.py",
-        "volume_bootstrap/adopt_extras.py",
+        *sorted(
+            f"volume_bootstrap/adopt/{p.name}"
+            for p in (root / "volume_bootstrap/adopt").glob("*.py")
+        ),
         "volume_bootstrap/fsck.py",
     ]
     values = {status.value for status in GenerationStatus}

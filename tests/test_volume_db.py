@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from backend.db.errors import SchemaMismatchError, WriteConflictError
 from backend.db.lease import WriteLease
 from backend.db.models import Profile
-from backend.db.volume_db import VolumeDatabase, integrity_check
+from backend.db.sqlite_files import integrity_check
+from backend.db.volume_db import VolumeDatabase
 from migrations.runner import head_revision
 from volume_bootstrap.bootstrap import bootstrap
 
@@ -154,7 +155,7 @@ def test_fresh_empty_marker_is_left_alone(two_workers) -> None:
 
 def test_unix_none_vfs_really_turns_sqlite_locks_off(tmp_path) -> None:
     """The volume-sim's unix-none mode must change SQLite's locking, or it proves nothing."""
-    from backend.db.volume_db import sqlite_engine
+    from backend.db.sqlite_files import sqlite_engine
 
     path = tmp_path / "locks.db"
     sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()

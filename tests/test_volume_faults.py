@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from backend.db.volume_db import version_key
+from backend.db.sqlite_files import version_key
 from backend.services.container import Services
 from tests.support.api import api_settings_for
 from tests.support.audio import wav_bytes

@@ -19,7 +19,8 @@ from sqlalchemy import select
 
 from backend.config import load_settings
 from backend.db.models import Profile
-from backend.db.volume_db import VolumeDatabase, integrity_check, read_revision
+from backend.db.sqlite_files import integrity_check, read_revision
+from backend.db.volume_db import VolumeDatabase
 from migrations.runner import head_revision
 from volume_bootstrap.migrate import list_backups
 

@@ -16,7 +16,8 @@ from backend.config import Settings, database_url, redact_url
 from backend.db.copy import CopyReport, copy_rows
 from backend.db.errors import DatabaseError, SchemaMismatchError
 from backend.db.postgres import PostgresDatabase, pg_engine
-from backend.db.volume_db import SHARED_NAME, VolumeDatabase, read_revision, sqlite_engine
+from backend.db.sqlite_files import read_revision, sqlite_engine
+from backend.db.volume_db import SHARED_NAME, VolumeDatabase
 
 
 def _postgres(settings: Settings, url: str) -> tuple[Settings, PostgresDatabase]:

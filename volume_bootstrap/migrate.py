@@ -17,6 +17,7 @@ from backend.db.backups import (
     backup_shared,
     database_state,
     library_refusal,
+    restore_hint,
 )
 from backend.db.backups import (
     list_backups as list_backups,  # re-exported: callers find the set here
@@ -24,14 +25,8 @@ from backend.db.backups import (
 from backend.db.errors import DatabaseCorruptError, SchemaMismatchError
 from backend.db.interface import Database
 from backend.db.postgres import PostgresDatabase
-from backend.db.volume_db import (
-    SHARED_NAME,
-    VolumeDatabase,
-    WorkCopy,
-    integrity_check,
-    read_revision,
-    restore_hint,
-)
+from backend.db.sqlite_files import integrity_check, read_revision
+from backend.db.volume_db import SHARED_NAME, VolumeDatabase, WorkCopy
 from migrations.runner import (
     MigrationResult,
     head_revision,

@@ -102,7 +102,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _shared_revision(settings: Settings) -> str | None:
-    from backend.db.volume_db import read_revision
+    from backend.db.sqlite_files import read_revision
 
     if not settings.db_path.exists():
         raise CommandError(f"no database at {settings.db_path}; run `voicebox-worker bootstrap`")
@@ -151,7 +151,7 @@ def cmd_db_history(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
     from backend.db.backups import backup_shared
-    from backend.db.volume_db import read_revision
+    from backend.db.sqlite_files import read_revision
     from migrations.runner import downgrade_file
 
     _server_only(settings, "downgrade")
@@ -168,7 +168,7 @@ def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
-    from backend.db.volume_db import integrity_check
+    from backend.db.sqlite_files import integrity_check
     from migrations.runner import head_revision, schema_differences
 
     if settings.database_url:
@@ -305,7 +305,7 @@ def cmd_db_adopt(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- volume
 def cmd_volume_status(args: argparse.Namespace, settings: Settings) -> int:
     from backend.db.backups import list_backups
-    from backend.db.volume_db import read_revision
+    from backend.db.sqlite_files import read_revision
     from backend.storage.mounts import mount_info
     from migrations.runner import head_revision
     from volume_bootstrap.layout import LAYOUT

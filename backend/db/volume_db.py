@@ -6,6 +6,9 @@ the shared file. Each worker keeps a local copy and reads from it; a write takes
 shared file if it changed, runs the transaction on a private work copy, checks the fence (lease still ours, shared
 file unchanged since the pull) and publishes by replacing the shared file whole. The filesystem only has to give
 atomic rename and exclusive create. A SIGKILL at any instant leaves the old file or the new one.
+
+This module is the swap itself; what works on one file lives in ``backend.db.sqlite_files``, the lease in
+``backend.db.lease``, the lock on the local copy in ``backend.db.rw_lock``.
 """
 
 from __future__ import annotations
@@ -22,19 +25,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from backend.config import Settings
-from backend.db.backups import database_state, library_refusal
+from backend.db.backups import database_state, library_refusal, restore_hint
 from backend.db.errors import (
     DatabaseCorruptError,
     DatabaseError,
-    LeaseTimeoutError,
     SchemaMismatchError,
     VolumeError,
     VolumeFullError,
@@ -42,168 +42,25 @@ from backend.db.errors import (
     volume_fault,
 )
 from backend.db.interface import DatabaseKind
-from backend.db.lease import HeldLease, WriteLease
-from backend.db.lease_recovery import StaleMarkerBreaker
+from backend.db.lease import WriteLease, acquire_write_lease
+from backend.db.rw_lock import ReadWriteLock
+from backend.db.sqlite_files import (
+    HEADER_BYTES,
+    VersionKey,
+    backup_stamped,
+    header_key,
+    open_published,
+    read_revision,
+    sqlite_engine,
+    version_key,
+)
 from backend.storage.atomic import publish  # the one durable-write path
 
 log = logging.getLogger(__name__)
 
-VersionKey = bytes
-_HEADER = 100
-
-
-def header_key(header: bytes) -> VersionKey:
-    """The version of a published file, from its SQLite header: change counter, page count, user_version.
-
-    Why content and not ``stat``: FUSE filesystems (MooseFS, bindfs) cache attributes for about a second, so a
-    peer's freshly published file can still show the old inode, size and mtime — measured over two bindfs
-    aliases, stat-based fencing lost acknowledged writes. Every publish stamps a fresh random ``user_version``
-    (header bytes 60..63), and a fresh ``open()`` reads current content.
-    """
-    return bytes(header[24:32]) + bytes(header[60:64])
-
-
-#: how often, and how far apart, a missing shared file is looked for again before it counts as missing
-MISSING_RECHECKS = 5
-MISSING_RECHECK_PAUSE = 0.02
-
-
-def open_published(path: Path) -> BinaryIO:
-    """Open the shared file for reading; a missing name is looked for again a few times first.
-
-    Why the re-check: a FUSE filesystem built on libfuse's path API renames a target that someone has open to a
-    hidden name before renaming the new file over it, so for a moment the name does not exist (measured over
-    two bindfs aliases: a peer's publish made a writer refuse with "the volume database is missing"). A file
-    that is really gone stays gone across the re-checks (``FileNotFoundError``); the ~0.2 s is paid only then.
-    """
-    for attempt in range(MISSING_RECHECKS - 1):
-        try:
-            return open(path, "rb")
-        except FileNotFoundError:
-            time.sleep(MISSING_RECHECK_PAUSE * (attempt + 1))
-    return open(path, "rb")
-
-
-def version_key(path: Path) -> VersionKey | None:
-    """The published version of ``path``, or None when it is missing (after the re-checks of
-    ``open_published``)."""
-    try:
-        with open_published(path) as handle:
-            return header_key(handle.read(_HEADER))
-    except FileNotFoundError:
-        return None
-
-
-def _configure_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    mode = cursor.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
-    if str(mode).lower() != "delete":  # WAL must never be on: read the mode back, SQLite can refuse
-        raise DatabaseError(f"SQLite refused journal_mode=DELETE (got {mode!r})")
-    cursor.close()
-
-
-def sqlite_engine(path: Path, vfs: str | None = None) -> Engine:
-    """An engine on one local file: no pool (files are swapped underneath), FKs on, never WAL.
-
-    ``vfs`` (``VOICEBOX_SQLITE_VFS``) picks another SQLite VFS: ``unix-none`` turns SQLite's own locking off,
-    which the volume simulation uses to show the design does not rely on SQLite locks at all.
-    """
-    url = f"sqlite:///file:{path}?vfs={vfs}&uri=true" if vfs else f"sqlite:///{path}"
-    engine = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False})
-    event.listen(engine, "connect", _configure_sqlite)
-    return engine
-
-
-def integrity_check(path: Path) -> str:
-    """``ok`` or SQLite's first complaint; a file SQLite cannot read at all is reported, not raised."""
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        return f"unreadable: {exc}"
-
-
-def read_revision(path: Path) -> str | None:
-    """The Alembic revision stored in a database file, or None when it has no version table."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        has_table = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
-        ).fetchone()
-        if not has_table:
-            return None
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        return row[0] if row else None
-    finally:
-        conn.close()
-
-
-def restore_hint(settings: Settings) -> str:
-    """What to do about a corrupt shared database: the newest good backup and the command that restores it."""
-    from backend.db.backups import restore_hint as newest_backup_hint
-
-    return newest_backup_hint(settings)
-
-
 SHARED_NAME = (
     "voicebox/db/voicebox.db"  # how answers name the shared file: never the server's absolute path
 )
-
-
-class _ReadWriteLock:
-    """Many readers of the local copy, or one swapper of it: a file is never replaced under an open session.
-
-    The thread holding it exclusively may take it again (shared or exclusive): a write unit that reads through
-    ``read()`` while it runs on the local copy must not wait for itself.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._owner: int | None = None
-
-    def _mine(self) -> bool:
-        return self._writer and self._owner == threading.get_ident()
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        if self._mine():
-            yield
-            return
-        with self._cond:
-            while self._writer:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        if self._mine():
-            yield
-            return
-        with self._cond:
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writer = True
-            self._owner = threading.get_ident()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._owner = None
-                self._cond.notify_all()
 
 
 @dataclass
@@ -258,7 +115,7 @@ class VolumeDatabase:
         self._next_backup_check = 0.0
         #: (monotonic time, "volume full" | "volume read-only") of the last write that hit one: for /health
         self.last_volume_fault: tuple[float, str] | None = None
-        self._rw = _ReadWriteLock()
+        self._rw = ReadWriteLock()
         self._write_mutex = threading.Lock()
         self._refresh_mutex = threading.Lock()
         self._engine: Engine | None = None
@@ -296,7 +153,7 @@ class VolumeDatabase:
         try:
             # An open descriptor pins one inode: the copy is one published version even if a peer replaces it.
             with open_published(self.shared_path) as src, open(tmp, "wb") as dst:
-                header = src.read(_HEADER)
+                header = src.read(HEADER_BYTES)
                 key = header_key(header)
                 dst.write(header)
                 shutil.copyfileobj(src, dst, 1024 * 1024)
@@ -522,45 +379,19 @@ class VolumeDatabase:
     @contextmanager
     def lease(self) -> Iterator[WriteLease]:
         """Hold the volume-wide write lease; a killed holder is taken over after ``lease_seconds``."""
-        from filelock import SoftFileLease, Timeout
-
-        held = HeldLease()
-        lease = SoftFileLease(
-            str(self.lease_path),
-            lease_duration=self.settings.lease_seconds,
-            on_compromise=held.mark_compromised,
-        )
-        # Polled in slices so a dead holder's marker is broken as soon as it is judged stale, not after one
-        # more full lease period of waiting; the breaker works where filelock's own takeover cannot (FUSE, NFS).
-        breaker = StaleMarkerBreaker(self.lease_path, self.settings.lease_seconds)
-        step = max(0.25, min(1.0, self.settings.lease_seconds / 4))
-        deadline = time.monotonic() + self.settings.lease_timeout
         try:
-            self.lease_path.parent.mkdir(parents=True, exist_ok=True)
-            breaker.poll()
-            while True:
-                remaining = deadline - time.monotonic()
-                try:
-                    lease.acquire(timeout=max(0.0, min(remaining, step)))
-                    break
-                except Timeout:
-                    if breaker.poll() is not None or time.monotonic() < deadline:
-                        continue
-                    raise LeaseTimeoutError(
-                        f"the database lease ({self.lease_path.name}) stayed busy for "
-                        f"{self.settings.lease_timeout:g} s; another worker is writing — retry"
-                    ) from None
+            held = acquire_write_lease(
+                self.lease_path, self.settings.lease_seconds, self.settings.lease_timeout
+            )
         except OSError as exc:
             fault = self._volume_fault(exc)
             if fault is None:
                 raise
             raise fault from exc
-        held.lease = lease
-        held.token = lease.token
         try:
             yield held
         finally:
-            lease.release()
+            held.release()
 
     def _fence(self, held: WriteLease, base: VersionKey | None) -> None:
         reason = held.lost_reason(self.lease_path)
@@ -605,27 +436,13 @@ class VolumeDatabase:
             if stamped:
                 shutil.copyfile(work_path, tmp)
             else:
-                self._backup_into(work_path, tmp)
+                backup_stamped(work_path, tmp)
             published = version_key(tmp)
             publish(tmp, self.shared_path)
             assert published is not None
             return published
         finally:
             tmp.unlink(missing_ok=True)
-
-    @staticmethod
-    def _backup_into(work_path: Path, tmp: Path) -> None:
-        """The SQLite backup API into ``tmp``, stamped with a fresh random version (peers detect a new file by
-        content, not by stat)."""
-        src = sqlite3.connect(str(work_path))
-        dst = sqlite3.connect(str(tmp))
-        try:
-            dst.execute("PRAGMA journal_mode=OFF")
-            src.backup(dst)
-            dst.execute(f"PRAGMA user_version={secrets.randbits(31) or 1}")
-        finally:
-            dst.close()
-            src.close()
 
     def close(self) -> None:
         if self._engine is not None:

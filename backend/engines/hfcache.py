@@ -197,6 +197,41 @@ def requirements_for(snapshot: Path | None) -> tuple[Requirement, ...]:
     return BASE_REQUIREMENTS
 
 
+def _walk_snapshot(snap: Path, status: SnapshotStatus) -> list[str]:
+    """Every file of the snapshot (relative paths), counting sizes and noting dangling or empty ones."""
+    rels: list[str] = []
+    for p in sorted(snap.rglob("*")):
+        if p.is_dir() and not p.is_symlink():
+            continue
+        rel = p.relative_to(snap).as_posix()
+        rels.append(rel)
+        try:
+            size = p.stat().st_size  # follows the symlink: fails when the blob is gone
+        except OSError:
+            status.problems.append(f"{rel} does not resolve (blob missing)")
+            continue
+        if size == 0 and rel.endswith((".safetensors", ".bin")):
+            status.problems.append(f"{rel} is empty")
+        status.size_bytes += size
+    status.files = len(rels)
+    return rels
+
+
+def _missing_shards(snap: Path, index: str, rels: Sequence[str]) -> list[str]:
+    """Problems with one ``*.index.json``: unreadable, or a shard it lists that the snapshot lacks."""
+    try:
+        shards = set(json.loads((snap / index).read_text()).get("weight_map", {}).values())
+    except (OSError, ValueError, AttributeError):
+        return [f"{index} unreadable"]
+    prefix = index.rsplit("/", 1)[0] + "/" if "/" in index else ""
+    present = set(rels)
+    return [
+        f"missing shard {prefix + shard}"
+        for shard in sorted(shards)
+        if prefix + shard not in present
+    ]
+
+
 def check_snapshot(
     hf_home: Path,
     repo_id: str,
@@ -233,35 +268,13 @@ def check_snapshot(
     incomplete = sorted(p.name for p in (repo_dir / "blobs").glob("*.incomplete"))
     if incomplete:
         status.problems.append(f"unfinished download ({len(incomplete)} *.incomplete blob(s))")
-    rels: list[str] = []
-    for p in sorted(snap.rglob("*")):
-        if p.is_dir() and not p.is_symlink():
-            continue
-        rel = p.relative_to(snap).as_posix()
-        rels.append(rel)
-        try:
-            size = p.stat().st_size  # follows the symlink: fails when the blob is gone
-        except OSError:
-            status.problems.append(f"{rel} does not resolve (blob missing)")
-            continue
-        if size == 0 and rel.endswith((".safetensors", ".bin")):
-            status.problems.append(f"{rel} is empty")
-        status.size_bytes += size
-    status.files = len(rels)
+    rels = _walk_snapshot(snap, status)
     reqs = requirements if requirements is not None else requirements_for(snap)
     for group in reqs:
         if not any(_matches(rel, pattern) for rel in rels for pattern in group):
             status.problems.append(f"missing {' or '.join(group)}")
     for index in (r for r in rels if r.endswith(".index.json")):
-        try:
-            shards = set(json.loads((snap / index).read_text()).get("weight_map", {}).values())
-        except (OSError, ValueError, AttributeError):
-            status.problems.append(f"{index} unreadable")
-            continue
-        prefix = index.rsplit("/", 1)[0] + "/" if "/" in index else ""
-        for shard in sorted(shards):
-            if prefix + shard not in rels:
-                status.problems.append(f"missing shard {prefix + shard}")
+        status.problems.extend(_missing_shards(snap, index, rels))
     status.complete = not status.problems
     return status
 

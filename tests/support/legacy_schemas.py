@@ -241,7 +241,7 @@ class _Writer:
         return self.fx
 
 
-#: the legacy tables adoption carries besides the core ones (``volume_bootstrap.adopt_extras``)
+#: the legacy tables adoption carries besides the core ones (``volume_bootstrap.adopt.extras``)
 CARRIED = ("generation_versions", "effect_presets", "stories", "story_items")
 
 

@@ -22,9 +22,8 @@ Rules (each reported):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 ADOPT_REVISION = "0004_versions_effects_stories"
@@ -71,8 +70,6 @@ KNOWN_COLUMNS = {
 }
 GAP_MS = 200
 
-Query = Callable[[str], list[dict[str, Any]]]
-
 
 @dataclass
 class Extras:
@@ -112,6 +109,7 @@ def seeded_preset_names() -> set[str]:
 
 
 def group_versions(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Legacy versions per generation id, oldest first (by created_at, then id)."""
     by_generation: dict[str, list[dict[str, Any]]] = {}
     for version in rows:
         by_generation.setdefault(str(version.get("generation_id")), []).append(version)
@@ -158,74 +156,3 @@ def insert_extras(conn: Any, extras: Extras, kept_generations: set[str]) -> None
     for table, rows in (("stories", extras.stories), ("story_items", extras.items)):
         if rows:
             conn.execute(Table(table, meta, autoload_with=conn).insert(), rows)
-
-
-def convert_stories(
-    query: Query,
-    columns: Mapping[str, list[str]],
-    kept_generations: Mapping[str, dict[str, Any]],
-    version_ids: set[str],
-    extras: Extras,
-    *,
-    row_id: Callable[[object], str],
-    timestamp: Callable[[object, datetime], datetime],
-    now: datetime,
-    as_int: Callable[[object], int | None],
-    as_float: Callable[[object], float | None],
-    rows: Callable[[Query, str], list[dict[str, Any]]],
-) -> None:
-    if "stories" not in columns:
-        return
-    story_ids: set[str] = set()
-    for legacy in rows(query, "stories"):
-        created_at = timestamp(legacy.get("created_at"), now)
-        story: dict[str, Any] = {
-            "id": row_id(legacy.get("id")),
-            "name": str(legacy.get("name") or "Story")[:200],
-            "description": legacy.get("description"),
-            "created_at": created_at,
-            "updated_at": timestamp(legacy.get("updated_at"), created_at),
-        }
-        extras.stories.append(story)
-        story_ids.add(story["id"])
-    if "story_items" not in columns:
-        return
-    item_columns = set(columns["story_items"])
-    legacy_items = rows(query, "story_items")
-    if "start_time_ms" not in item_columns:  # the old fork: an order, no times
-        legacy_items.sort(key=lambda r: (str(r.get("story_id")), as_int(r.get("position")) or 0))
-    cursor: dict[str, int] = {}
-    for legacy in legacy_items:
-        item_id = row_id(legacy.get("id"))
-        story_id, gen_id = str(legacy.get("story_id")), str(legacy.get("generation_id"))
-        generation = kept_generations.get(gen_id)
-        if story_id not in story_ids or generation is None:
-            why = (
-                "its story is gone" if story_id not in story_ids else "its generation was not kept"
-            )
-            extras.items_dropped.append({"id": item_id, "generation_id": gen_id, "reason": why})
-            continue
-        if "start_time_ms" in item_columns:
-            start = as_int(legacy.get("start_time_ms")) or 0
-        else:
-            start = cursor.get(story_id, 0)
-            cursor[story_id] = start + int((generation.get("duration") or 0) * 1000) + GAP_MS
-        version_id = legacy.get("version_id")
-        if version_id is not None and str(version_id) not in version_ids:
-            extras.pins_cleared.append(item_id)
-            version_id = None
-        volume = as_float(legacy.get("volume"))
-        extras.items.append(
-            {
-                "id": item_id,
-                "story_id": story_id,
-                "generation_id": gen_id,
-                "version_id": None if version_id is None else str(version_id),
-                "start_time_ms": start,
-                "track": as_int(legacy.get("track")) or 0,
-                "trim_start_ms": as_int(legacy.get("trim_start_ms")) or 0,
-                "trim_end_ms": as_int(legacy.get("trim_end_ms")) or 0,
-                "volume": 1.0 if volume is None else volume,
-                "created_at": timestamp(legacy.get("created_at"), now),
-            }
-        )
