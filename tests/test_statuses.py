@@ -57,6 +57,8 @@ def test_no_bare_status_literals_in_the_code_that_writes_or_filters_them() -> No
         "backend/services/bundles.py",
         "backend/services/generation.py",
         "backend/services/history.py",
+        "backend/services/generation_output.py",
+        "backend/services/generation_rows.py",
         "backend/services/profiles.py",
         "volume_bootstrap/adopt.py",
         "volume_bootstrap/adopt_extras.py",
