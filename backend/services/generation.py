@@ -18,7 +18,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,7 +29,7 @@ from backend.db.errors import WriteConflictError, volume_fault
 from backend.db.interface import Database, conflict_pause
 from backend.db.models import Generation, Profile, new_id, utcnow
 from backend.engines.base import Engines
-from backend.services import generation_rows as rows
+from backend.services import generation_rows
 from backend.services.common import require_engines, write_retrying
 from backend.services.errors import BusyError, ConflictError, NotFoundError, ValidationError
 from backend.services.generation_output import Outcome, store_result
@@ -158,18 +157,18 @@ class GenerationService:
         request_id = (request.request_id or "").strip() or None  # an empty header is no id
         with self.db.write() as session:
             # the same request delivered twice, or a retried RunPod job: answer with the first
-            existing = rows.answered(session, request, gen_id, request_id)
+            existing = generation_rows.answered(session, request, gen_id, request_id)
             if existing is not None:
                 self._ensure_event(existing.id, done=existing.status in FINAL)
                 return existing, False
-            row = rows.intent_row(
+            row = generation_rows.intent_row(
                 session,
                 request,
                 gen_id,
                 request_id=request_id,
                 engine=require_engines(self.engines).voicebox_engine,
-                claim=rows.Claim.of(self.settings, utcnow()),
-                size=rows.model_size(self.settings.tts_model),
+                claim=generation_rows.Claim.of(self.settings, utcnow()),
+                size=generation_rows.model_size(self.settings.tts_model),
             )
         self._ensure_event(gen_id, done=False)
         if sink is not None:
@@ -269,11 +268,8 @@ class GenerationService:
     def _renew_lease(self, gen_id: str) -> None:
         try:
             with self.db.write() as session:
-                row = session.get(Generation, gen_id)
-                if row is not None and row.status == GenerationStatus.GENERATING:
-                    row.lease_expires_at = utcnow() + timedelta(
-                        seconds=self.settings.job_lease_seconds
-                    )
+                claim = generation_rows.Claim.of(self.settings, utcnow())
+                generation_rows.renew_lease(session, gen_id, claim)
         except Exception:  # renewal is best effort; the next chunk tries again
             log.warning("could not renew the lease of generation %s", gen_id, exc_info=True)
 
@@ -281,7 +277,8 @@ class GenerationService:
         try:
             self.blobs.delete(
                 write_retrying(
-                    self.db, lambda session: rows.record_end(session, gen_id, status, error)
+                    self.db,
+                    lambda session: generation_rows.record_end(session, gen_id, status, error),
                 )
             )
         except Exception:
@@ -372,10 +369,12 @@ class GenerationService:
                 f"generation {gen_id} was cancelled but has not left this worker's queue yet; "
                 "retry in a moment"
             )
-        size = rows.model_size(self.settings.tts_model)
+        size = generation_rows.model_size(self.settings.tts_model)
         return self._rerun(
             gen_id,
-            lambda session, claim: rows.claim_retry(session, gen_id, claim=claim, size=size),
+            lambda session, claim: generation_rows.claim_retry(
+                session, gen_id, claim=claim, size=size
+            ),
         )
 
     def regenerate(self, gen_id: str) -> Generation:
@@ -384,20 +383,20 @@ class GenerationService:
         the row is ``generating`` and keeps its current audio; if the take fails it is ``completed`` again."""
         require_engines(self.engines)
         return self._rerun(
-            gen_id, lambda session, claim: rows.claim_take(session, gen_id, claim=claim)
+            gen_id, lambda session, claim: generation_rows.claim_take(session, gen_id, claim=claim)
         )
 
     def _rerun(
         self,
         gen_id: str,
-        claim_row: Callable[[Session, rows.Claim], tuple[Generation, GenerationInput]],
+        claim_row: Callable[[Session, generation_rows.Claim], tuple[Generation, GenerationInput]],
     ) -> Generation:
         """Run an existing row again: a queue slot like a new generation (429 when full), the row claimed
         in one write unit, a new completion event (waiters wait for this run), the synthesis queued."""
         self._reserve()
         try:
             with self.db.write() as session:
-                row, request = claim_row(session, rows.Claim.of(self.settings, utcnow()))
+                row, request = claim_row(session, generation_rows.Claim.of(self.settings, utcnow()))
             with self._mutex:
                 self._done[gen_id] = threading.Event()
             self._executor.submit(self._run, gen_id, request, time.monotonic())
@@ -408,7 +407,7 @@ class GenerationService:
 
     def clear_failed(self) -> int:
         """Delete every failed (and legacy cancelled) row; returns how many (``DELETE /history/failed``)."""
-        paths = write_retrying(self.db, rows.delete_failed)
+        paths = write_retrying(self.db, generation_rows.delete_failed)
         for path in paths:
             self.blobs.delete(path)
         return len(paths)

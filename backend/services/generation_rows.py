@@ -34,9 +34,13 @@ class Claim:
     def of(cls, settings: Settings, now: datetime) -> Claim:
         return cls(settings.worker_id, settings.job_lease_seconds, now)
 
+    @property
+    def expires(self) -> datetime:
+        return self.now + timedelta(seconds=self.lease_seconds)
+
     def stamp(self, row: Generation) -> None:
         row.owner_worker_id = self.worker_id
-        row.lease_expires_at = self.now + timedelta(seconds=self.lease_seconds)
+        row.lease_expires_at = self.expires
 
 
 def model_size(tts_model: str) -> str | None:
@@ -161,6 +165,13 @@ def claim_take(
         take_path=f"generations/{claim.now:%Y-%m}/{gen_id}-take-{new_id()[:8]}.wav",
     )
     return row, request
+
+
+def renew_lease(session: Session, gen_id: str, claim: Claim) -> None:
+    """A running row's lease moved on (the job is alive); a row that ended meanwhile is left alone."""
+    row = session.get(Generation, gen_id)
+    if row is not None and row.status == GenerationStatus.GENERATING:
+        row.lease_expires_at = claim.expires
 
 
 def record_end(session: Session, gen_id: str, status: str, error: str) -> str | None:
