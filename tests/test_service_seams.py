@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -119,19 +120,17 @@ def test_generation_and_unpersisted_stream_ask_the_engine_the_same(settings: Set
 
 
 def test_speech_makes_one_generation_input_for_a_file_and_a_stream(settings: Settings) -> None:
-    from backend.services.speech import SpeechService
+    from backend.api.openai_compat import speech_service
 
     services = Services.create(settings, engines=EngineManager(settings))
     try:
         profile_id = add_profile_with_sample(services, "Reader")
-        speech = SpeechService(
-            services.settings,
-            services.db,
-            services.blobs,
-            profiles=services.profiles,
-            generation=services.generation,
-            streaming=services.streaming,
+        # built as the route builds it, from the app's services
+        route_request = SimpleNamespace(
+            app=SimpleNamespace(state=SimpleNamespace(services=services))
         )
+        speech = speech_service(route_request)
+        assert speech.generation is services.generation and speech.streaming is services.streaming
         request = SpeechRequest(
             model="tts-1", input="Hi.", voice="reader", instructions="", seed=3, request_id="r-1"
         )
