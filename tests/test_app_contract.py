@@ -54,7 +54,9 @@ def app(api_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         api_settings, engines=EngineManager(api_settings, tts_factory=lambda _s: tts)
     )
     downloader = FakeDownloader(whisper_files(tmp_path / "whisper-src"))
-    services.__dict__["model_management"] = ModelManagementService(services, downloader)
+    services.__dict__["model_management"] = ModelManagementService(
+        services.settings, services.engines, downloader
+    )
     with App(create_app(api_settings, services=services), raise_server_exceptions=False) as c:
         c.services, c.tts, c.downloader = services, tts, downloader
         yield c

@@ -28,8 +28,13 @@ def services(make_settings):
     svc.close()
 
 
+def own_generation_service(services: Services) -> GenerationService:
+    """A generation service of its own (own queue and thread) on the fixture's volume and engines."""
+    return GenerationService(services.settings, services.db, services.blobs, services.engines)
+
+
 def test_generate_writes_durable_audio_and_completes_row(services) -> None:
-    gens = GenerationService(services)
+    gens = own_generation_service(services)
     profile_id = add_profile_with_sample(services)
     row = gens.start(GenerationInput(profile_id=profile_id, text="Hello world. Second sentence."))
     assert row.status == "generating"
@@ -47,7 +52,7 @@ def test_generate_writes_durable_audio_and_completes_row(services) -> None:
 
 
 def test_same_seed_same_bytes(services) -> None:
-    gens = GenerationService(services)
+    gens = own_generation_service(services)
     profile_id = add_profile_with_sample(services)
     req = GenerationInput(profile_id=profile_id, text="Deterministic please.", seed=42)
     a = gens.wait(gens.start(req).id, 60)
@@ -58,7 +63,7 @@ def test_same_seed_same_bytes(services) -> None:
 
 
 def test_request_id_makes_retries_idempotent(services) -> None:
-    gens = GenerationService(services)
+    gens = own_generation_service(services)
     profile_id = add_profile_with_sample(services)
     req = GenerationInput(profile_id=profile_id, text="Once only.", request_id="job-123")
     first = gens.wait(gens.start(req).id, 60)
@@ -69,7 +74,7 @@ def test_request_id_makes_retries_idempotent(services) -> None:
 
 
 def test_bad_requests(services) -> None:
-    gens = GenerationService(services)
+    gens = own_generation_service(services)
     with pytest.raises(NotFoundError):
         gens.start(GenerationInput(profile_id="nope", text="hi"))
     from backend.db.models import Profile
@@ -122,7 +127,7 @@ def test_completion_survives_a_lost_fence(services, monkeypatch) -> None:
     """The audio is durable before the row completes: one failed publish must not leave it 'generating'."""
     from backend.db.errors import WriteConflictError
 
-    gens = GenerationService(services)
+    gens = own_generation_service(services)
     profile_id = add_profile_with_sample(services)
     real_fence = services.db._fence
     calls = {"n": 0}
@@ -145,7 +150,7 @@ def test_finished_events_are_bounded(services, monkeypatch) -> None:
     import backend.services.generation as generation
 
     monkeypatch.setattr(generation, "FINISHED_EVENTS_KEPT", 3)
-    gens = GenerationService(services)
+    gens = own_generation_service(services)
     profile_id = add_profile_with_sample(services)
     ids = []
     for i in range(6):

@@ -60,6 +60,8 @@ def test_no_bare_status_literals_in_the_code_that_writes_or_filters_them() -> No
         ),
         "backend/services/generation.py",
         "backend/services/history.py",
+        "backend/services/generation_output.py",
+        "backend/services/generation_rows.py",
         "backend/services/profiles.py",
         *sorted(
             f"volume_bootstrap/adopt/{p.name}"

@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from backend.api.deps import file_answer
+from backend.api.deps import file_answer, get_services
 from backend.api.streaming import (
     RETRY_AFTER_SECONDS,
     audio_bytes,
@@ -194,7 +194,15 @@ class ModelList(BaseModel):
 
 
 def speech_service(request: Request) -> SpeechService:
-    return SpeechService(request.app.state.services)
+    services = get_services(request)
+    return SpeechService(
+        services.settings,
+        services.db,
+        services.blobs,
+        profiles=services.profiles,
+        generation=services.generation,
+        streaming=services.streaming,
+    )
 
 
 @router.post(

@@ -27,7 +27,9 @@ async def health(request: Request) -> HealthResponse:
     (and takes no sync dependency, which would run on that shared pool)."""
     services: Services = request.app.state.services
     loop = asyncio.get_running_loop()
-    info = await loop.run_in_executor(cheap_pool(request.app), health_info, services)
+    info = await loop.run_in_executor(
+        cheap_pool(request.app), health_info, services.settings, services.db, services.engines
+    )
     return HealthResponse(**info)
 
 

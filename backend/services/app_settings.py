@@ -15,7 +15,7 @@ from backend.services.common import write_retrying
 from backend.services.errors import ValidationError
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.db.interface import Database
 
 #: (min, max) of the integer fields, the same bounds as ``GenerationRequest``
 BOUNDS = {"max_chunk_chars": (100, 5000), "crossfade_ms": (0, 500)}
@@ -44,8 +44,8 @@ def _from_row(row: GenerationSettingsRow | None) -> GenerationDefaults:
 
 
 class AppSettingsService:
-    def __init__(self, services: Services) -> None:
-        self.db = services.db
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def generation(self) -> GenerationDefaults:
         with self.db.read() as session:

@@ -20,7 +20,7 @@ from backend.services.common import write_retrying
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.db.interface import Database
 
 MAX_IDS = 1000
 
@@ -58,8 +58,8 @@ def _unique_ids(ids: list[str], what: str) -> list[str]:
 
 
 class ChannelService:
-    def __init__(self, services: Services) -> None:
-        self.db = services.db
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     @staticmethod
     def _get(session: Session, channel_id: str) -> AudioChannel:

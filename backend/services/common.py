@@ -1,4 +1,5 @@
-"""Small helpers the services share: write retries, names on the volume, ids, times, download names."""
+"""Small helpers the services share: write retries, the engines or a 409, names on the volume, ids, times,
+download names."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import re
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.interface import write_retrying as write_retrying  # services import it from here
 from backend.db.models import Profile
-from backend.services.errors import ValidationError
+from backend.services.errors import ConflictError, ValidationError
 from backend.storage.blobs import no_links_below
+
+if TYPE_CHECKING:
+    from backend.engines.base import Engines
 
 #: Voicebox upstream's TTS languages (its ``TTS_LANGUAGE_PATTERN``): the fork's 10 plus 14 more.
 LANGUAGES: tuple[str, ...] = (
@@ -27,6 +32,13 @@ LANGUAGES: tuple[str, ...] = (
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9](\.?[A-Za-z0-9_-])*\.?$"
 VOLUME_NAME_MAX = 128
 VOLUME_NAME_RE = re.compile(VOLUME_NAME_PATTERN)
+
+
+def require_engines(engines: Engines | None, what: str = "TTS engine") -> Engines:
+    """The engines, or a 409 saying this worker has none (an API-only or maintenance process)."""
+    if engines is None:
+        raise ConflictError(f"no {what} is configured on this worker")
+    return engines
 
 
 def volume_file(folder: Path, name: str, *, what: str) -> Path:

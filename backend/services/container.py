@@ -14,7 +14,7 @@ from backend.config import Settings
 from backend.db.factory import open_database
 from backend.db.interface import Database
 from backend.engines.base import Engines
-from backend.services.errors import ConflictError
+from backend.services.common import require_engines
 from backend.storage.blobs import BlobStore
 
 if TYPE_CHECKING:
@@ -34,7 +34,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
-    """Settings, the volume database and blob store, the engines (set by the worker that runs models), and the services."""
+    """Settings, the volume database and blob store, the engines (set by the worker that runs models), and the services.
+
+    Each service is built on first use from what it takes (settings, database, blobs, engines, the services
+    it calls), never from the container: a service's constructor says what it depends on.
+    """
 
     settings: Settings
     db: Database
@@ -52,39 +56,37 @@ class Services:
 
     def require_engines(self, what: str = "TTS engine") -> Engines:
         """The engines, or a 409 saying this worker has none (an API-only or maintenance process)."""
-        if self.engines is None:
-            raise ConflictError(f"no {what} is configured on this worker")
-        return self.engines
+        return require_engines(self.engines, what)
 
     @cached_property
     def profiles(self) -> ProfileService:
         from backend.services.profiles import ProfileService
 
-        return ProfileService(self)
+        return ProfileService(self.db, self.blobs, self.engines)
 
     @cached_property
     def history(self) -> HistoryService:
         from backend.services.history import HistoryService
 
-        return HistoryService(self)
+        return HistoryService(self.db, self.blobs)
 
     @cached_property
     def versions(self) -> VersionService:
         from backend.services.versions import VersionService
 
-        return VersionService(self)
+        return VersionService(self.db, self.blobs)
 
     @cached_property
     def effects(self) -> EffectsService:
         from backend.services.effects import EffectsService
 
-        return EffectsService(self)
+        return EffectsService(self.db)
 
     @cached_property
     def stories(self) -> StoryService:
         from backend.services.stories import StoryService
 
-        return StoryService(self)
+        return StoryService(self.db, self.blobs)
 
     @cached_property
     def bundles(self) -> BundleService:
@@ -103,40 +105,42 @@ class Services:
     def transcription(self) -> TranscriptionService:
         from backend.services.transcription import TranscriptionService
 
-        return TranscriptionService(self)
+        return TranscriptionService(self.engines)
 
     @cached_property
     def generation(self) -> GenerationService:
         """The generation service (one per worker: it owns the synthesis thread)."""
         from backend.services.generation import GenerationService
 
-        return GenerationService(self)
+        return GenerationService(self.settings, self.db, self.blobs, self.engines)
 
     @cached_property
     def app_settings(self) -> AppSettingsService:
         from backend.services.app_settings import AppSettingsService
 
-        return AppSettingsService(self)
+        return AppSettingsService(self.db)
 
     @cached_property
     def channels(self) -> ChannelService:
         from backend.services.channels import ChannelService
 
-        return ChannelService(self)
+        return ChannelService(self.db)
 
     @cached_property
     def model_management(self) -> ModelManagementService:
         """The app's Models page: catalogue, cache status, downloads (one per worker: it owns the threads)."""
         from backend.services.model_management import ModelManagementService
 
-        return ModelManagementService(self)
+        return ModelManagementService(self.settings, self.engines)
 
     @cached_property
     def streaming(self) -> StreamingService:
         """Streamed generations (bounded by ``VOICEBOX_MAX_STREAMS``)."""
         from backend.services.streaming import StreamingService
 
-        return StreamingService(self)
+        return StreamingService(
+            self.settings, self.db, self.blobs, self.engines, generation=self.generation
+        )
 
     def close(self) -> None:
         """Stop what the services started (only those that were used) and close the database."""

@@ -13,12 +13,12 @@ from backend.services.errors import ConflictError, NotFoundError, ValidationErro
 from backend.storage import effects as fx
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.db.interface import Database
 
 
 class EffectsService:
-    def __init__(self, services: Services) -> None:
-        self.db = services.db
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def presets(self) -> list[EffectPreset]:
         with self.db.read() as session:

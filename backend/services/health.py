@@ -15,7 +15,9 @@ from backend import __version__
 from backend.services.volume_health import volume_reasons
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.config import Settings
+    from backend.db.interface import Database
+    from backend.engines.base import Engines
 
 log = logging.getLogger(__name__)
 VERSION = __version__
@@ -45,8 +47,7 @@ def _gpu_from_torch() -> dict[str, Any]:
     return {"gpu_available": False}
 
 
-def health_info(services: Services) -> dict[str, Any]:
-    settings = services.settings
+def health_info(settings: Settings, db: Database, engines: Engines | None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "status": "healthy",
         "model_loaded": False,
@@ -57,10 +58,10 @@ def health_info(services: Services) -> dict[str, Any]:
         "serverless": settings.serverless,
         "version": VERSION,
     }
-    reasons = volume_reasons(services.db)
+    reasons = volume_reasons(db)
     try:
-        info["database_revision"] = services.db.current_revision()
-        info["database"] = services.db.kind.value
+        info["database_revision"] = db.current_revision()
+        info["database"] = db.kind.value
     except Exception as exc:  # noqa: BLE001 - health reports problems, it does not raise them
         info["database_error"] = str(exc)
         if not any(r.startswith("database") for r in reasons):
@@ -69,9 +70,9 @@ def health_info(services: Services) -> dict[str, Any]:
         info["status"] = "degraded"
         info["reasons"] = reasons
     info.update(_gpu_from_torch())
-    if services.engines is not None:
+    if engines is not None:
         try:
-            extra = services.engines.health() or {}
+            extra = engines.health() or {}
             info.update({k: v for k, v in extra.items() if k in ENGINE_KEYS})
         except Exception:  # noqa: BLE001
             log.warning("engines.health() failed", exc_info=True)

@@ -21,7 +21,8 @@ from backend.statuses import ACTIVE
 from backend.storage import audio as audio_mod
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.db.interface import Database
+    from backend.storage.blobs import BlobStore
 
 OUTPUT_FORMATS = ("wav", "flac", "mp3", "opus")
 MAX_LIMIT = 100
@@ -54,10 +55,9 @@ def cursor_of(row: Generation) -> str:
 
 
 class HistoryService:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.db = services.db
-        self.blobs = services.blobs
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
 
     @staticmethod
     def _get(session: Session, generation_id: str) -> Generation:

@@ -27,10 +27,12 @@ from backend.engines.hfcache import (
     repo_cache_dir,
     repo_lease,
 )
+from backend.services.common import require_engines
 from backend.services.errors import ConflictError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.config import Settings
+    from backend.engines.base import Engines
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +176,11 @@ def hub_downloader(lease_seconds: float) -> Downloader:
 class ModelManagementService:
     """Status, download, delete and unload of the catalogue's models, on this worker's volume."""
 
-    def __init__(self, services: Services, downloader: Downloader | None = None) -> None:
-        self.services = services
-        self.settings = services.settings
+    def __init__(
+        self, settings: Settings, engines: Engines | None, downloader: Downloader | None = None
+    ) -> None:
+        self.settings = settings
+        self.engines = engines
         self.downloader = downloader or hub_downloader(max(30.0, self.settings.lease_seconds))
         self._tasks: dict[str, DownloadTask] = {}
         self._lock = threading.Lock()
@@ -209,7 +213,7 @@ class ModelManagementService:
         return model.kind if configured == model.hf_repo_id else None
 
     def _loaded(self, kind: str | None) -> bool:
-        engines = self.services.engines
+        engines = self.engines
         return bool(kind and engines is not None and engines.is_loaded(kind))
 
     # ------------------------------------------------------------------ status
@@ -376,5 +380,5 @@ class ModelManagementService:
             return f"Model {model.model_name} is not loaded"
         if self.settings.serverless:
             raise ConflictError("models stay loaded in serverless mode (SERVERLESS=1)")
-        self.services.require_engines().unload(kind)
+        require_engines(self.engines).unload(kind)
         return f"Model {model.model_name} unloaded successfully"

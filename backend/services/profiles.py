@@ -27,7 +27,9 @@ from backend.statuses import ACTIVE
 from backend.storage.blobs import sha256_file
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.db.interface import Database
+    from backend.engines.base import Engines
+    from backend.storage.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +78,11 @@ def sniff_image(head: bytes) -> str | None:
 
 
 class ProfileService:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.db = services.db
-        self.blobs = services.blobs
+    def __init__(self, db: Database, blobs: BlobStore, engines: Engines | None) -> None:
+        """``engines``: asked to forget the prompts of a deleted profile (None: they age out of the cache)."""
+        self.db = db
+        self.blobs = blobs
+        self.engines = engines
         self.prompt_hooks: list[PromptHook] = [self._forget_prompts]
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -248,10 +251,10 @@ class ProfileService:
         the samples' audio sha256 (each entry records the samples it was built from). A worker without
         engines leaves the entries to age out of the bounded LRU cache.
         """
-        if self.services.engines is None:
+        if self.engines is None:
             return
         digests = [ref.sha256 or self._sample_sha256(ref.audio_path) for ref in refs]
-        self.services.engines.forget_prompts([d for d in digests if d])
+        self.engines.forget_prompts([d for d in digests if d])
 
     def _sample_sha256(self, rel: str) -> str | None:
         """A sample's audio hash when its row lacks one (adopted libraries); None if the file is gone."""

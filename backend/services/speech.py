@@ -24,10 +24,11 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy import func, select
 
+from backend.config import Settings
+from backend.db.interface import Database
 from backend.db.models import Profile
 from backend.services.errors import NotFoundError, ValidationError
-from backend.services.generation import GenerationInput
-from backend.services.streaming import AudioStream
+from backend.services.synthesis import GenerationInput
 from backend.statuses import CANCELLED_ERROR, GenerationStatus
 from backend.storage.audio import (
     content_type,
@@ -37,9 +38,12 @@ from backend.storage.audio import (
     to_mono,
 )
 from backend.storage.audio_stream import STREAM_FORMATS
+from backend.storage.blobs import BlobStore
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.services.generation import GenerationService
+    from backend.services.profiles import ProfileService
+    from backend.services.streaming import AudioStream, StreamingService
 
 #: OpenAI's ``response_format`` values; ``aac`` is listed so it gets a clear refusal, not a schema error.
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
@@ -115,9 +119,22 @@ class SpeechFailedError(Exception):
 class SpeechService:
     """Stateless translator between OpenAI's speech API and the generation service."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.settings = services.settings
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        blobs: BlobStore,
+        *,
+        profiles: ProfileService,
+        generation: GenerationService,
+        streaming: StreamingService,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.blobs = blobs
+        self.profiles = profiles
+        self.generation = generation
+        self.streaming = streaming
 
     # ------------------------------------------------------------------------------------------ listings
     def model_ids(self) -> list[str]:
@@ -135,7 +152,7 @@ class SpeechService:
                 sample_count=info.sample_count,
                 created_at=info.profile.created_at,
             )
-            for info in self.services.profiles.list_profiles()
+            for info in self.profiles.list_profiles()
         ]
 
     # ------------------------------------------------------------------------------------------ checks
@@ -158,7 +175,7 @@ class SpeechService:
     def resolve_voice(self, voice: str) -> Profile:
         """A profile by exact name, by ``profile:<id>``, or by a name that differs only in case."""
         wanted = voice.strip()
-        with self.services.db.read() as session:
+        with self.db.read() as session:
             profile = session.scalar(select(Profile).where(Profile.name == wanted))
             if profile is None and wanted.startswith(VOICE_ID_PREFIX):
                 profile = session.get(Profile, wanted[len(VOICE_ID_PREFIX) :].strip())
@@ -210,6 +227,20 @@ class SpeechService:
         if len(request.input) > MAX_INPUT_CHARS:
             raise ValidationError(f"input is longer than {MAX_INPUT_CHARS} characters")
 
+    def _generation_input(self, request: SpeechRequest) -> GenerationInput:
+        """The generation a (checked) speech request asks for: its voice's profile, in the request's
+        language or else the profile's, with a history row that says ``source="openai"``."""
+        profile = self.resolve_voice(request.voice)
+        return GenerationInput(
+            profile_id=profile.id,
+            text=request.input,
+            language=request.language or profile.language or "en",
+            seed=request.seed,
+            instruct=request.instructions or None,
+            request_id=request.request_id,
+            source="openai",
+        )
+
     # ------------------------------------------------------------------------------------------ speech
     def open_stream(self, request: SpeechRequest) -> tuple[AudioStream, str]:
         """A streamed speech request (``stream_format`` audio or sse): the stream and the model name.
@@ -219,37 +250,15 @@ class SpeechService:
         """
         self.check_request(request)
         model = self.resolve_model(request.model)
-        profile = self.resolve_voice(request.voice)
-        stream = self.services.streaming.open(
-            GenerationInput(
-                profile_id=profile.id,
-                text=request.input,
-                language=request.language or profile.language or "en",
-                seed=request.seed,
-                instruct=request.instructions or None,
-                request_id=request.request_id,
-                source="openai",
-            )
-        )
+        stream = self.streaming.open(self._generation_input(request))
         return stream, model
 
     def synthesize(self, request: SpeechRequest) -> SpeechResult:
         """Generate (durably, with a history row), then stretch and encode the stored audio."""
         self.check_request(request)
         model = self.resolve_model(request.model)
-        profile = self.resolve_voice(request.voice)
-        generations = self.services.generation
-        row = generations.start(
-            GenerationInput(
-                profile_id=profile.id,
-                text=request.input,
-                language=request.language or profile.language or "en",
-                seed=request.seed,
-                instruct=request.instructions or None,
-                request_id=request.request_id,
-                source="openai",
-            )
-        )
+        generations = self.generation
+        row = generations.start(self._generation_input(request))
         row = generations.wait(row.id, timeout=self.settings.job_timeout_seconds)
         if row.status == GenerationStatus.GENERATING:
             raise SpeechFailedError(
@@ -270,12 +279,12 @@ class SpeechService:
                 generation_id=row.id,
                 kind="failed",
             )
-        if not self.services.blobs.exists(row.audio_path):
+        if not self.blobs.exists(row.audio_path):
             raise NotFoundError(
                 f"the audio of generation {row.id} is missing on the volume; "
                 "run `voicebox-worker volume fsck`"
             )
-        stored = self.services.blobs.read_bytes(row.audio_path)
+        stored = self.blobs.read_bytes(row.audio_path)
         fmt = request.response_format.lower()
         audio, rate = decode_audio(stored)
         if fmt == "wav" and request.speed == 1.0:  # the stored file already is the answer

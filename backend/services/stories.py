@@ -26,7 +26,8 @@ from backend.statuses import GenerationStatus
 from backend.storage.mixdown import Clip, mixdown
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.db.interface import Database
+    from backend.storage.blobs import BlobStore
 
 T = TypeVar("T")
 
@@ -73,10 +74,9 @@ def _track(value: int) -> int:
 
 
 class StoryService:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.db = services.db
-        self.blobs = services.blobs
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
 
     # ------------------------------------------------------------------ stories
     def list(self) -> list[Story]:

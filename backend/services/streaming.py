@@ -33,16 +33,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from backend.db.models import Profile
-from backend.engines.base import OUTPUT_SAMPLE_RATE
-from backend.services.errors import ConflictError, NotFoundError, ServiceError, ValidationError
-from backend.services.generation import GenerationInput, SinkClosed
+from backend.config import Settings
+from backend.db.interface import Database
+from backend.engines.base import OUTPUT_SAMPLE_RATE, Engines
+from backend.services.common import require_engines
+from backend.services.errors import ConflictError, ServiceError, ValidationError
+from backend.services.synthesis import GenerationInput, SinkClosed, profile_samples, synthesize
 from backend.statuses import GenerationStatus
 from backend.storage.audio_stream import StreamGain
+from backend.storage.blobs import BlobStore
 
 if TYPE_CHECKING:
-    from backend.engines.manager import AudioPiece
-    from backend.services.container import Services
+    from backend.engines.base import AudioPiece
+    from backend.services.generation import GenerationService
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +217,20 @@ class AudioStream:
 class StreamingService:
     """Opens streams: a slot (``VOICEBOX_MAX_STREAMS``), then a durable or an unpersisted synthesis."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.settings = services.settings
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        blobs: BlobStore,
+        engines: Engines | None,
+        generation: GenerationService,
+    ) -> None:
+        """``generation`` runs the durable streams (``persist=True``); the others are synthesised here."""
+        self.settings = settings
+        self.db = db
+        self.blobs = blobs
+        self.engines = engines
+        self.generation = generation
         self._slots = threading.BoundedSemaphore(self.settings.max_streams)
         self._executor = ThreadPoolExecutor(
             max_workers=self.settings.max_streams, thread_name_prefix="stream"
@@ -228,8 +242,7 @@ class StreamingService:
 
     def open(self, request: GenerationInput, *, persist: bool = True) -> AudioStream:
         """Start a streamed generation; raises before any audio on every request error (4xx)."""
-        if self.services.engines is None:
-            raise ConflictError("no TTS engine is configured on this worker")
+        require_engines(self.engines)
         if not request.text.strip():
             raise ValidationError("text is empty")
         if not self._slots.acquire(blocking=False):
@@ -258,7 +271,7 @@ class StreamingService:
         self.streams.add(stream)
         try:
             if persist:
-                row = self.services.generation.start(request, sink=stream)
+                row = self.generation.start(request, sink=stream)
                 if (
                     stream.generation_id is None
                 ):  # an X-Request-ID seen before: nothing new to stream
@@ -267,25 +280,12 @@ class StreamingService:
                         f"({row.status}); fetch its audio with GET /audio/{row.id}"
                     )
             else:
-                samples = self._profile_samples(request.profile_id)
+                samples = profile_samples(self.db, self.blobs, request.profile_id)
                 self._executor.submit(self._run_unpersisted, stream, request, samples)
         except BaseException:
             release()
             raise
         return stream
-
-    def _profile_samples(self, profile_id: str) -> list[tuple[bytes, str]]:
-        with self.services.db.read() as session:
-            profile = session.get(Profile, profile_id)
-            if profile is None:
-                raise NotFoundError(f"profile {profile_id} not found")
-            if not profile.samples:
-                raise ValidationError(
-                    f"profile {profile.name!r} has no samples; add one with POST "
-                    f"/profiles/{profile.id}/samples before generating"
-                )
-            pairs = [(s.audio_path, s.reference_text) for s in profile.samples]
-        return [(self.services.blobs.read_bytes(path), text) for path, text in pairs]
 
     def _run_unpersisted(
         self, stream: AudioStream, request: GenerationInput, samples: list[tuple[bytes, str]]
@@ -295,16 +295,7 @@ class StreamingService:
             "the stream did not finish",
         )
         try:
-            self.services.require_engines().synthesize_detailed(
-                samples,
-                request.text,
-                language=request.language,
-                seed=request.seed,
-                instruct=request.instruct,
-                max_chunk_chars=request.max_chunk_chars,
-                crossfade_ms=request.crossfade_ms,
-                on_audio=stream.push,
-            )
+            synthesize(require_engines(self.engines), samples, request, on_audio=stream.push)
             outcome = (GenerationStatus.COMPLETED, None)
         except SinkClosed as exc:
             outcome = (GenerationStatus.CANCELLED, str(exc))

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backend.services.common import require_engines
 from backend.services.errors import ValidationError
 from backend.storage.audio import AudioValidationError, decode_audio
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.engines.base import Engines
 
 
 @dataclass(frozen=True)
@@ -20,11 +21,11 @@ class Transcript:
 
 
 class TranscriptionService:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, engines: Engines | None) -> None:
+        self.engines = engines
 
     def transcribe(self, source: Path, language: str | None = None) -> Transcript:
-        engines = self.services.require_engines("speech-to-text engine")
+        engines = require_engines(self.engines, "speech-to-text engine")
         try:
             audio, rate = decode_audio(source.read_bytes())
         except AudioValidationError as exc:

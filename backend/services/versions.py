@@ -29,7 +29,8 @@ from backend.storage import effects as fx
 from backend.storage.blobs import StoredBlob
 
 if TYPE_CHECKING:
-    from backend.services.container import Services
+    from backend.db.interface import Database
+    from backend.storage.blobs import BlobStore
 
 
 def version_path(gen_id: str, version_id: str) -> str:
@@ -97,10 +98,9 @@ class Preview:
 
 
 class VersionService:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.db = services.db
-        self.blobs = services.blobs
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
 
     # ------------------------------------------------------------------ reads
     @staticmethod
