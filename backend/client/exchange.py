@@ -11,10 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
-from backend.client.codec import Answer, FileSpec, build_envelope, decode_output, detail_message
+from backend.client.codec import (
+    Answer,
+    EnvelopeParts,
+    build_envelope,
+    decode_output,
+    detail_message,
+)
 from backend.client.errors import JobFailed, ProtocolError, RemoteError, ResultOnVolume
 from backend.client.runpod import ProgressCallback, RunPodEndpoint
 
@@ -111,35 +117,21 @@ class VoiceboxExchange(RunPodEndpoint):
         method: str,
         path: str,
         *,
-        body: Any = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        files: Mapping[str, FileSpec] | None = None,
-        form: Mapping[str, Any] | None = None,
-        inline_audio: bool | None = None,
-        inline_only: bool | None = None,
         mode: str = "sync",
         progress: ProgressCallback | None = None,
         timeout: float | None = None,
         check: bool = True,
         fetch_spilled: bool = True,
+        **parts: Unpack[EnvelopeParts],
     ) -> Answer:
         """Send one Voicebox HTTP request as a job and return the server's answer.
 
-        With ``check`` an HTTP error status raises ``RemoteError`` carrying the server's ``detail``.
-        A spilled answer is fetched back (``fetch_spilled``) and a spilled JSON answer is parsed.
+        ``parts`` are ``build_envelope``'s (body, params, headers, files, form, inline_audio,
+        inline_only). With ``check`` an HTTP error status raises ``RemoteError`` carrying the
+        server's ``detail``. A spilled answer is fetched back (``fetch_spilled``) and a spilled
+        JSON answer is parsed.
         """
-        envelope = self.build_envelope(
-            method,
-            path,
-            body=body,
-            params=params,
-            headers=headers,
-            files=files,
-            form=form,
-            inline_audio=inline_audio,
-            inline_only=inline_only,
-        )
+        envelope = self.build_envelope(method, path, **parts)
         job_id, output = self.run_job(envelope, mode=mode, progress=progress, timeout=timeout)
         answer = self.decode_output(output, job_id=job_id)
         if answer.spilled and fetch_spilled:
