@@ -19,7 +19,7 @@ from backend.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
-    Handler,
+    add_command,
     emit,
 )
 from backend.config import Settings
@@ -264,28 +264,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         dest="db", required=True
     )
 
-    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        p = db.add_parser(name, help=help_text)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.set_defaults(handler=handler)
-        return p
-
-    p = add("upgrade", cmd_db_upgrade, "migrate to head (or --to REV), with a backup")
+    p = add_command(db, "upgrade", cmd_db_upgrade, "migrate to head (or --to REV), with a backup")
     p.add_argument("--to", default="head")
     p.add_argument(
         "--backed-up",
         action="store_true",
         help="PostgreSQL: you took a pg_dump yourself; upgrade without one from this worker",
     )
-    add("current", cmd_db_current, "revision of the volume database")
-    add("history", cmd_db_history, "revisions this image knows")
-    p = add("downgrade", cmd_db_downgrade, "downgrade to REV (backup first)")
+    add_command(db, "current", cmd_db_current, "revision of the volume database")
+    add_command(db, "history", cmd_db_history, "revisions this image knows")
+    p = add_command(db, "downgrade", cmd_db_downgrade, "downgrade to REV (backup first)")
     p.add_argument("revision")
-    add("check", cmd_db_check, "integrity, revision and schema check")
-    add("backup", cmd_db_backup, "copy the database into db/backups")
-    p = add("restore", cmd_db_restore, "publish a backup (no name: list them with row counts)")
+    add_command(db, "check", cmd_db_check, "integrity, revision and schema check")
+    add_command(db, "backup", cmd_db_backup, "copy the database into db/backups")
+    p = add_command(
+        db, "restore", cmd_db_restore, "publish a backup (no name: list them with row counts)"
+    )
     p.add_argument("file", nargs="?", default=None, help="a name in db/backups or a path")
-    p = add("copy", cmd_db_copy, "copy the library volume SQLite <-> PostgreSQL, verified")
+    p = add_command(
+        db, "copy", cmd_db_copy, "copy the library volume SQLite <-> PostgreSQL, verified"
+    )
     p.add_argument("--to", default=None, metavar="URL", help="volume SQLite -> this PostgreSQL")
     p.add_argument(
         "--from", dest="source", default=None, metavar="URL", help="this PostgreSQL -> volume"
@@ -295,6 +293,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="delete the target's other rows first (one transaction)",
     )
-    p = add("adopt", cmd_db_adopt, "take a Voicebox data directory into the volume")
+    p = add_command(db, "adopt", cmd_db_adopt, "take a Voicebox data directory into the volume")
     p.add_argument("data_dir")
     p.add_argument("--move", action="store_true", help="move files instead of copying")

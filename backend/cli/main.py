@@ -21,7 +21,7 @@ from backend.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
-    Handler,
+    add_command,
     emit,
 )
 from backend.cli.db import add_commands as db_commands
@@ -157,15 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"voicebox-worker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(parent, name: str, handler: Handler, help_text: str):
-        p = parent.add_parser(name, help=help_text)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.set_defaults(handler=handler)
-        return p
-
-    p = add(sub, "bootstrap", cmd_bootstrap, "prepare the volume: layout, lease, backup, migrate")
+    p = add_command(
+        sub, "bootstrap", cmd_bootstrap, "prepare the volume: layout, lease, backup, migrate"
+    )
     p.add_argument("--no-fsck", action="store_true")
-    p = add(sub, "serve", cmd_serve, "run the API standalone (pods, laptops)")
+    p = add_command(sub, "serve", cmd_serve, "run the API standalone (pods, laptops)")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
 
@@ -174,17 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
     vol = sub.add_parser("volume", help="the network volume").add_subparsers(
         dest="volume", required=True
     )
-    add(vol, "status", cmd_volume_status, "layout, mount, revision, backups, lease")
-    p = add(vol, "fsck", cmd_volume_fsck, "reconcile files and rows (every row)")
+    add_command(vol, "status", cmd_volume_status, "layout, mount, revision, backups, lease")
+    p = add_command(vol, "fsck", cmd_volume_fsck, "reconcile files and rows (every row)")
     p.add_argument("--repair", action="store_true")
     p.add_argument(
         "--force", action="store_true", help="with --repair: move every orphan, not a bounded share"
     )
-    p = add(vol, "trash", cmd_volume_trash, "list files fsck moved to trash/, or restore them")
+    p = add_command(
+        vol, "trash", cmd_volume_trash, "list files fsck moved to trash/, or restore them"
+    )
     p.add_argument("action", nargs="?", choices=("list", "restore"), default="list")
     p.add_argument("entries", nargs="*", help="trash entries to restore")
     p.add_argument("--all", action="store_true", help="restore every entry")
-    p = add(vol, "probe", cmd_volume_probe, "measure what this volume guarantees")
+    p = add_command(vol, "probe", cmd_volume_probe, "measure what this volume guarantees")
     p.add_argument("--quick", action="store_true", help="fewer rounds, 1 MB publish only")
     p.add_argument(
         "--peer-wait", type=float, default=0.0, help="seconds to wait for a second worker's probe"
