@@ -55,7 +55,8 @@ class VoiceboxClient(VoiceboxExchange):
     """Talk to a voicebox-worker endpoint as if it were a Voicebox server.
 
     ``async_threshold``: texts longer than this generate with ``/run`` + polling; ``fetch_limit``: the
-    largest spilled answer fetched back through a job. The rest is ``RunPodEndpoint``'s.
+    largest spilled answer fetched back through a job (``VoiceboxExchange``). The rest is
+    ``RunPodEndpoint``'s.
     """
 
     def __init__(
