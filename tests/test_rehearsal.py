@@ -1,12 +1,15 @@
-"""The image rehearsal's Dockerfile interpreter (scripts/rehearse_image.py); the rehearsal itself runs in CI
+"""The image rehearsal's Dockerfile interpreter (scripts/rehearse_*.py); the rehearsal itself runs in CI
 from scripts/test.sh (root + debootstrap), and by hand: ``sudo scripts/rehearse-image.sh``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-import rehearse_image as rehearsal
+import rehearse_dockerfile as rehearsal
+import rehearse_image
+import rehearse_root
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +80,50 @@ def test_nothing_is_deleted_through_a_mount(
 ) -> None:
     work = tmp_path / "work"
     (work / "root/dev").mkdir(parents=True)
-    monkeypatch.setattr(rehearsal, "mounted_under", lambda _path: [str(work / "root/dev")])
-    rehearsal.remove_root(work)
+    monkeypatch.setattr(rehearse_root, "mounted_under", lambda _path: [str(work / "root/dev")])
+    rehearse_root.remove_root(work)
     assert work.exists()
+
+
+class _NoChroot:
+    """Stands in for ``Chroot`` where the instructions run nothing in the root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def command(self, *args: object, **kwargs: object) -> list[str]:
+        raise AssertionError("nothing may run in the root here")
+
+
+def test_build_tracks_args_env_workdir_user_and_cmd_through_the_stages(tmp_path: Path) -> None:
+    text = (
+        "ARG BASE=bookworm\nFROM debian:${BASE}-slim AS base\nARG TORCH_CUDA=cu124\n"
+        "ENV DEVICE=$TORCH_CUDA HOME_DIR=/srv\nWORKDIR /app/$DEVICE\nEXPOSE 80\n"
+        'FROM base AS app\nUSER 1000\nLABEL a=b\nCMD ["python", "-u", "handler.py"]\n'
+    )
+    global_args, stages = rehearsal.parse_dockerfile(text)
+    chroot: Any = _NoChroot(tmp_path)
+    built = rehearse_image.build(
+        chroot, rehearsal.stage_chain(stages, "app"), global_args, {"TORCH_CUDA": "cpu"}, {}, set()
+    )
+    assert built.env["DEVICE"] == "cpu" and built.env["HOME_DIR"] == "/srv"
+    assert built.workdir == "/app/cpu" and (tmp_path / "app/cpu").is_dir()
+    assert built.user == "1000"
+    assert built.cmd == ["python", "-u", "handler.py"]
+    assert built.steps == []  # only RUN and COPY are timed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('FROM alpine:3 AS app\nCMD ["x"]\n', "Debian slim base"),
+        ('FROM debian:bookworm-slim AS app\nHEALTHCHECK NONE\nCMD ["x"]\n', "not rehearsed"),
+        ("FROM debian:bookworm-slim AS app\nCOPY --chown=1 a b\n", "COPY options"),
+        ("FROM debian:bookworm-slim AS app\nENV A=1\n", "no CMD"),
+    ],
+)
+def test_build_refuses_what_it_cannot_rehearse(tmp_path: Path, text: str, message: str) -> None:
+    global_args, stages = rehearsal.parse_dockerfile(text)
+    chroot: Any = _NoChroot(tmp_path)
+    with pytest.raises(rehearsal.RehearsalError, match=message):
+        rehearse_image.build(chroot, stages, global_args, {}, {}, set())

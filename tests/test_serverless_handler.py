@@ -273,6 +273,37 @@ def test_transport_error_when_server_is_gone(tmp_path: Path) -> None:
     assert answer["error"].startswith("transport: ConnectError")
 
 
+def test_a_stream_job_fails_in_the_words_of_a_plain_job(tmp_path: Path) -> None:
+    """Plain and stream jobs share one mapping of failures to error answers."""
+    from tests.support.serverless import free_port
+
+    settings = settings_for(tmp_path, job_timeout_seconds=2.5)
+    handler = JobHandler(settings, base_url=f"http://127.0.0.1:{free_port()}")
+    stream_input = {"method": "POST", "path": "/generate/stream", "body": {"text": "hi"}}
+
+    async def main() -> tuple[dict, list[dict]]:
+        try:
+            plain = await handler({"id": "p", "input": {"method": "GET", "path": "/health"}})
+            streamed = [item async for item in handler.stream({"id": "s", "input": stream_input})]
+            return plain, streamed
+        finally:
+            await handler.aclose()
+
+    plain, streamed = asyncio.run(main())
+    assert plain["error"].startswith("transport: ConnectError talking to the local API")
+    assert streamed == [plain]
+    assert handler._failure(TimeoutError(), "job") == {
+        "error": "timeout: the job ran past 2.5 s (VOICEBOX_JOB_TIMEOUT_SECONDS); keep it below the "
+        "endpoint's execution timeout"
+    }
+    assert handler._failure(TimeoutError(), "stream") == {
+        "error": "timeout: the stream ran past 2.5 s (VOICEBOX_JOB_TIMEOUT_SECONDS)"
+    }
+    assert handler._failure(OSError(28, "No space left on device"), "job")["error"].startswith(
+        "export: could not write the answer to the volume:"
+    )
+
+
 def test_base_url_must_be_an_origin(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         JobHandler(settings_for(tmp_path), base_url="http://127.0.0.1:1/prefix")

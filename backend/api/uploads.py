@@ -71,10 +71,135 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):g} MB"
 
 
-async def read_multipart(
-    request: Request, *, tmp_dir: Path, file_limits: dict[str, int]
-) -> UploadForm:
-    """Parse a multipart body: file parts named in ``file_limits`` go to ``tmp_dir``; others are dropped."""
+class _FormReader:
+    """The multipart parse as a small state machine: python-multipart calls the ``on_*`` steps as the body
+    arrives; file chunks queue in ``pending`` and are written to the volume by ``flush`` in a worker thread
+    between body chunks, so the event loop never blocks on the disk."""
+
+    def __init__(self, tmp_dir: Path, file_limits: dict[str, int]) -> None:
+        self.tmp_dir = tmp_dir
+        self.file_limits = file_limits
+        self.form = UploadForm()
+        self.part = _Part()
+        self.parts = 0
+        self.pending: list[tuple[BinaryIO, bytes]] = []
+        self.handles: set[BinaryIO] = set()
+
+    def callbacks(self) -> Any:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.part = _Part()
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise ValidationError(f"the form has more than {MAX_PARTS} parts")
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.part.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.part.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        part = self.part
+        part.headers[part.header_field.lower()] = part.header_value
+        part.header_field, part.header_value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        part = self.part
+        _, opts = parse_options_header(part.headers.get(b"content-disposition", b""))
+        raw_name = opts.get(b"name")
+        if raw_name is None:
+            raise ValidationError("a multipart part has no name in its Content-Disposition")
+        part.name = raw_name.decode("utf-8", "replace")
+        # A part named like a file field is a file even without a filename (some clients omit it).
+        part.is_file = b"filename" in opts or part.name in self.file_limits
+        if not part.is_file:
+            return
+        if part.name not in self.file_limits or part.name in self.form.files:
+            part.skip = True
+            return
+        self._stage_file(part.name, opts.get(b"filename", b""))
+
+    def _stage_file(self, name: str, filename: bytes) -> None:
+        """Open the staged file on the volume that this file part's data goes to."""
+        part = self.part
+        path = self.tmp_dir / f"{uuid.uuid4().hex}.upload.part"
+        part.handle = open(path, "wb")  # noqa: SIM115 - closed in on_part_end or on failure
+        ctype = part.headers.get(b"content-type")
+        part.upload = UploadedFile(
+            path=path,
+            filename=filename.decode("utf-8", "replace"),
+            content_type=ctype.decode("latin-1") if ctype else None,
+        )
+        part.limit = self.file_limits[name]
+        self.form.files[name] = part.upload
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self.part
+        if part.skip:
+            return
+        if part.is_file:
+            assert part.upload is not None and part.handle is not None
+            part.upload.size += end - start
+            if part.upload.size > part.limit:
+                raise PayloadTooLargeError(f"{part.name!r} is over the {_mb(part.limit)} limit")
+            self.pending.append((part.handle, bytes(data[start:end])))
+            return
+        part.data.extend(data[start:end])
+        if len(part.data) > MAX_FIELD_BYTES:
+            raise ValidationError(f"form field {part.name!r} is over {MAX_FIELD_BYTES // 1024} KB")
+
+    def on_part_end(self) -> None:
+        part = self.part
+        if part.skip or part.name is None:
+            return
+        if part.is_file:
+            if part.handle is not None:
+                self.pending.append((part.handle, b""))  # marker: close after the writes before it
+            return
+        self.form.fields.setdefault(part.name, part.data.decode("utf-8", "replace"))
+
+    def take_pending(self) -> list[tuple[BinaryIO, bytes]]:
+        batch, self.pending[:] = list(self.pending), []
+        return batch
+
+    def flush(self, batch: list[tuple[BinaryIO, bytes]]) -> None:
+        """Write the queued chunks (a worker thread); an empty chunk closes its file."""
+        for handle, chunk in batch:
+            self.handles.add(handle)
+            if chunk:
+                handle.write(chunk)
+            else:
+                handle.close()
+
+    def open_handles(self) -> list[BinaryIO]:
+        every = self.handles | ({self.part.handle} if self.part.handle else set())
+        return [handle for handle in every if handle is not None and not handle.closed]
+
+    def finish(self) -> UploadForm:
+        for handle in self.open_handles():
+            handle.close()
+        return self.form
+
+    def abort(self) -> None:
+        """Close every staged file and remove them: the request fails as a whole."""
+        for handle in self.open_handles():
+            with contextlib.suppress(OSError):  # a full volume fails the close's flush too
+                handle.close()
+        with contextlib.suppress(OSError):
+            self.form.cleanup()
+
+
+def _boundary(request: Request, file_limits: dict[str, int]) -> bytes:
     disposition, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if disposition != b"multipart/form-data" or not boundary:
@@ -83,138 +208,54 @@ async def read_multipart(
             + ", ".join(sorted(file_limits))
             + " and the form fields documented for the endpoint)"
         )
+    return boundary
+
+
+def _refuse_declared_length(request: Request, file_limits: dict[str, int]) -> None:
+    """413 before reading anything when ``Content-Length`` is already past every limit together."""
     total_limit = sum(file_limits.values()) + FORM_OVERHEAD
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > total_limit:
         biggest = max(file_limits.values())
         raise PayloadTooLargeError(f"the upload is over the {_mb(biggest)} limit")
+
+
+async def _feed(request: Request, parser: MultipartParser, reader: _FormReader) -> None:
+    async for chunk in request.stream():
+        try:
+            parser.write(chunk)
+        finally:
+            batch = reader.take_pending()
+            if batch:
+                await anyio.to_thread.run_sync(reader.flush, batch)
+    parser.finalize()
+
+
+async def read_multipart(
+    request: Request, *, tmp_dir: Path, file_limits: dict[str, int]
+) -> UploadForm:
+    """Parse a multipart body: file parts named in ``file_limits`` go to ``tmp_dir``; others are dropped."""
+    boundary = _boundary(request, file_limits)
+    _refuse_declared_length(request, file_limits)
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    form = UploadForm()
-    part = _Part()
-    pending: list[tuple[BinaryIO, bytes]] = []
-    count = {"parts": 0}
-
-    def on_part_begin() -> None:
-        nonlocal part
-        part = _Part()
-        count["parts"] += 1
-        if count["parts"] > MAX_PARTS:
-            raise ValidationError(f"the form has more than {MAX_PARTS} parts")
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        part.header_field += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        part.header_value += data[start:end]
-
-    def on_header_end() -> None:
-        part.headers[part.header_field.lower()] = part.header_value
-        part.header_field, part.header_value = b"", b""
-
-    def on_headers_finished() -> None:
-        _, opts = parse_options_header(part.headers.get(b"content-disposition", b""))
-        raw_name = opts.get(b"name")
-        if raw_name is None:
-            raise ValidationError("a multipart part has no name in its Content-Disposition")
-        part.name = raw_name.decode("utf-8", "replace")
-        # A part named like a file field is a file even without a filename (some clients omit it).
-        part.is_file = b"filename" in opts or part.name in file_limits
-        if not part.is_file:
-            return
-        if part.name not in file_limits or part.name in form.files:
-            part.skip = True
-            return
-        path = tmp_dir / f"{uuid.uuid4().hex}.upload.part"
-        part.handle = open(path, "wb")  # noqa: SIM115 - closed in on_part_end or on failure
-        ctype = part.headers.get(b"content-type")
-        part.upload = UploadedFile(
-            path=path,
-            filename=opts.get(b"filename", b"").decode("utf-8", "replace"),
-            content_type=ctype.decode("latin-1") if ctype else None,
-        )
-        part.limit = file_limits[part.name]
-        form.files[part.name] = part.upload
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if part.skip:
-            return
-        if part.is_file:
-            assert part.upload is not None and part.handle is not None
-            part.upload.size += end - start
-            if part.upload.size > part.limit:
-                raise PayloadTooLargeError(f"{part.name!r} is over the {_mb(part.limit)} limit")
-            pending.append((part.handle, bytes(data[start:end])))
-            return
-        part.data.extend(data[start:end])
-        if len(part.data) > MAX_FIELD_BYTES:
-            raise ValidationError(f"form field {part.name!r} is over {MAX_FIELD_BYTES // 1024} KB")
-
-    def on_part_end() -> None:
-        if part.skip or part.name is None:
-            return
-        if part.is_file:
-            handle = part.handle
-            if handle is not None:
-                pending.append((handle, b""))  # marker: close after the writes before it
-            return
-        form.fields.setdefault(part.name, part.data.decode("utf-8", "replace"))
-
-    callbacks: Any = {
-        "on_part_begin": on_part_begin,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-    }
-    parser = MultipartParser(boundary, callbacks)
-    handles: set[BinaryIO] = set()
-
-    def flush(batch: list[tuple[BinaryIO, bytes]]) -> None:
-        for handle, chunk in batch:
-            handles.add(handle)
-            if chunk:
-                handle.write(chunk)
-            else:
-                handle.close()
-
+    reader = _FormReader(tmp_dir, file_limits)
     try:
-        async for chunk in request.stream():
-            try:
-                parser.write(chunk)
-            finally:
-                batch, pending[:] = list(pending), []
-                if batch:
-                    await anyio.to_thread.run_sync(flush, batch)
-        parser.finalize()
+        await _feed(request, MultipartParser(boundary, reader.callbacks()), reader)
     except (PayloadTooLargeError, ValidationError):
-        _abort(form, handles, part)
+        reader.abort()
         raise
     except (
         OSError
     ) as exc:  # writing the staged file failed: the volume's fault, not the client's body
-        _abort(form, handles, part)
+        reader.abort()
         fault = volume_fault(exc)
         if fault is not None:
             raise fault from None
         raise
     except Exception as exc:  # noqa: BLE001 - python-multipart raises several kinds on a broken body
-        _abort(form, handles, part)
+        reader.abort()
         raise ValidationError(f"the multipart body could not be parsed: {exc}") from None
-    for handle in handles | ({part.handle} if part.handle else set()):
-        if handle is not None and not handle.closed:
-            handle.close()
-    return form
-
-
-def _abort(form: UploadForm, handles: set[BinaryIO], part: _Part) -> None:
-    for handle in handles | ({part.handle} if part.handle else set()):
-        if handle is not None and not handle.closed:
-            with contextlib.suppress(OSError):  # a full volume fails the close's flush too
-                handle.close()
-    with contextlib.suppress(OSError):
-        form.cleanup()
+    return reader.finish()
 
 
 def _missing(name: str) -> dict[str, Any]:

@@ -30,3 +30,13 @@ def emit(args: argparse.Namespace, data: object, text: str | None = None) -> Non
         print(json.dumps(data, indent=None, sort_keys=True, default=str))
     else:
         print(text if text is not None else json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def add_command(
+    group: argparse._SubParsersAction, name: str, handler: Handler, help_text: str
+) -> argparse.ArgumentParser:
+    """A subcommand of ``group`` that runs ``handler`` and takes ``--json``, as every command does."""
+    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=handler)
+    return parser

@@ -38,7 +38,8 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,19 @@ def _params(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
     return params
 
 
+#: ``client.request`` run in a worker thread, never raising on an HTTP error status
+Call = Callable[..., Awaitable[Answer]]
+
+
+@dataclass
+class _Payload:
+    """A request's content as the envelope carries it: a JSON body, or multipart files and fields."""
+
+    body: Any = None
+    files: dict[str, Any] = field(default_factory=dict)
+    form: dict[str, Any] = field(default_factory=dict)
+
+
 def create_bridge_app(
     client: VoiceboxClient,
     *,
@@ -176,20 +190,33 @@ def create_bridge_app(
     ``token`` is what requests without an ``Origin`` must present (``Authorization: Bearer``); a fresh random
     one when not given, readable as ``app.state.bridge_token``.
     """
-    extra, any_origin = parse_origins(os.environ.get("VOICEBOX_CORS_ORIGINS"))
-    origins = [*(DEFAULT_ORIGINS if allowed_origins is None else allowed_origins), *extra]
-    hosts = [h for h in os.environ.get("VOICEBOX_ALLOWED_HOSTS", "").split(",") if h.strip()]
     token = token or secrets.token_urlsafe(32)
     local = local or LocalBridge(
         client, ttl=health_ttl, poll_interval=poll_interval, render=answer_response
     )
+    app = FastAPI(title="voicebox-worker bridge", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.bridge_token = token
+    _install_guard(app, allowed_origins, token)
+
+    async def call(*args: Any, **kwargs: Any) -> Answer:
+        return await asyncio.to_thread(client.request, *args, check=False, **kwargs)
+
+    _install_status_route(app, call, local, poll_interval, status_deadline)
+    install_stream_routes(app, client, error_response)  # POST /generate/stream: bridge_stream.py
+    _install_forward_route(app, call, local)
+    return app
+
+
+def _install_guard(app: FastAPI, allowed_origins: Iterable[str] | None, token: str) -> None:
+    """CORS for the app's origins and, outermost, the origin/host/token guard (``http_guard``)."""
+    extra, any_origin = parse_origins(os.environ.get("VOICEBOX_CORS_ORIGINS"))
+    origins = [*(DEFAULT_ORIGINS if allowed_origins is None else allowed_origins), *extra]
+    hosts = [h for h in os.environ.get("VOICEBOX_ALLOWED_HOSTS", "").split(",") if h.strip()]
     if any_origin:
         log.warning(
             "VOICEBOX_CORS_ORIGINS=*: any web page may drive this bridge and spend RunPod credit; "
             "list the origins you need instead"
         )
-    app = FastAPI(title="voicebox-worker bridge", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.bridge_token = token
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"] if any_origin else origins,
@@ -201,123 +228,137 @@ def create_bridge_app(
     )
     app.add_middleware(GuardMiddleware, policy=policy)  # outermost: before CORS and routing
 
-    async def call(*args: Any, **kwargs: Any) -> Answer:
-        return await asyncio.to_thread(client.request, *args, check=False, **kwargs)
 
+def _install_status_route(
+    app: FastAPI, call: Call, local: LocalBridge, poll_interval: float, status_deadline: float
+) -> None:
     @app.get("/generate/{generation_id}/status")
     async def generation_status(generation_id: str) -> StreamingResponse:
         """SSE of the bridge's own ``/run`` jobs, else emulated by polling ``GET /history/{id}``."""
-        if local.owns(generation_id):
-            return StreamingResponse(
-                local.status_events(generation_id),
-                media_type="text/event-stream",
-                headers=SSE_HEADERS,
+        events = (
+            local.status_events(generation_id)
+            if local.owns(generation_id)
+            else _polled_status_events(call, generation_id, poll_interval, status_deadline)
+        )
+        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"data: {json.dumps(event)}\n\n"
+
+
+def _history_event(generation_id: str, answer: Answer) -> tuple[dict[str, Any], bool]:
+    """The status event for one ``GET /history/{id}`` answer, and whether it is the last one."""
+    record = answer.body if isinstance(answer.body, dict) else {}
+    if answer.status_code == 404:  # as the server: one event the app closes on
+        return {"id": generation_id, "status": "not_found"}, True
+    if answer.status_code >= 400:
+        message = record.get("detail") or f"HTTP {answer.status_code}"
+        return {"id": generation_id, "status": "failed", "error": message}, True
+    status = record.get("status") or "completed"
+    event = {
+        "id": generation_id,
+        "status": status,
+        "duration": record.get("duration"),
+        "error": record.get("error"),
+        "source": record.get("source"),
+    }
+    return event, is_final(status)
+
+
+async def _polled_status_events(
+    call: Call, generation_id: str, poll_interval: float, status_deadline: float
+) -> AsyncIterator[str]:
+    """A generation's status stream emulated by polling ``GET /history/{id}`` through jobs, until a
+    final status or ``status_deadline``."""
+    delay = poll_interval
+    deadline = time.monotonic() + status_deadline
+    while True:
+        try:
+            answer = await call("GET", f"/history/{generation_id}")
+        except ClientError as exc:
+            yield _sse({"id": generation_id, "status": "failed", "error": str(exc)})
+            return
+        event, last = _history_event(generation_id, answer)
+        yield _sse(event)
+        if last or time.monotonic() + delay > deadline:
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 5.0)
+
+
+def _unsupported(method: str, route: str) -> Response | None:
+    """The 501 for a stream the bridge cannot carry, else None."""
+    for stream_method, pattern, instead in UNSUPPORTED_STREAMS:
+        if method == stream_method and pattern.fullmatch(route):
+            return _error(
+                501,
+                f"{method} {route} is not available through the RunPod bridge: a serverless "
+                f"job cannot stream or hold a connection; {instead}",
             )
+    return None
 
-        async def events() -> AsyncIterator[str]:
-            delay = poll_interval
-            deadline = time.monotonic() + status_deadline
-            event: dict[str, Any]
-            while True:
-                try:
-                    answer = await call("GET", f"/history/{generation_id}")
-                except ClientError as exc:
-                    event = {"id": generation_id, "status": "failed", "error": str(exc)}
-                    yield f"data: {json.dumps(event)}\n\n"
-                    return
-                record = answer.body if isinstance(answer.body, dict) else {}
-                if answer.status_code == 404:  # as the server: one event the app closes on
-                    yield f"data: {json.dumps({'id': generation_id, 'status': 'not_found'})}\n\n"
-                    return
-                if answer.status_code >= 400:
-                    message = record.get("detail") or f"HTTP {answer.status_code}"
-                    event = {"id": generation_id, "status": "failed", "error": message}
-                    yield f"data: {json.dumps(event)}\n\n"
-                    return
-                status = record.get("status") or "completed"
-                event = {
-                    "id": generation_id,
-                    "status": status,
-                    "duration": record.get("duration"),
-                    "error": record.get("error"),
-                    "source": record.get("source"),
-                }
-                yield f"data: {json.dumps(event)}\n\n"
-                if is_final(status) or time.monotonic() + delay > deadline:
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 5.0)
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+async def _read_payload(request: Request) -> _Payload | Response:
+    """The request's content for the envelope, or the error answer for content it cannot carry."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    payload = _Payload()
+    if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+        data = await request.form()
+        for key, value in data.multi_items():
+            if isinstance(value, str):
+                payload.form[key] = value
+            else:
+                payload.files[key] = (
+                    value.filename or "upload.bin",
+                    await value.read(),
+                    value.content_type,
+                )
+        await data.close()
+        return payload
+    raw = await request.body()
+    if not raw:
+        return payload
+    if content_type not in {"application/json", ""} and not content_type.endswith("+json"):
+        return _error(415, f"the bridge forwards JSON or multipart, not {content_type}")
+    try:
+        payload.body = json.loads(raw)
+    except ValueError:
+        return _error(400, "request body is not valid JSON")
+    if not isinstance(payload.body, dict):
+        return _error(400, "the RunPod envelope carries JSON object bodies only")
+    return payload
 
-    install_stream_routes(app, client, error_response)  # POST /generate/stream: bridge_stream.py
 
+def _install_forward_route(app: FastAPI, call: Call, local: LocalBridge) -> None:
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def forward(request: Request, path: str) -> Response:
         method = request.method
         route = "/" + path
-        for stream_method, pattern, instead in UNSUPPORTED_STREAMS:
-            if method == stream_method and pattern.fullmatch(route):
-                return _error(
-                    501,
-                    f"{method} {route} is not available through the RunPod bridge: a serverless "
-                    f"job cannot stream or hold a connection; {instead}",
-                )
         query = request.url.query
-        answered = local.answer(method, route, query, request.headers)
+        answered = _unsupported(method, route)
+        if answered is None:
+            answered = local.answer(method, route, query, request.headers)
         if answered is not None:
             return answered
         raw_path = request.scope.get("raw_path", route.encode()).decode("latin-1")
         params = _params(request.query_params.multi_items())
         headers = {k: request.headers[k] for k in FORWARDED_HEADERS if k in request.headers}
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body: Any = None
-        files: dict[str, Any] = {}
-        form: dict[str, Any] = {}
-        if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
-            data = await request.form()
-            for key, value in data.multi_items():
-                if isinstance(value, str):
-                    form[key] = value
-                else:
-                    files[key] = (
-                        value.filename or "upload.bin",
-                        await value.read(),
-                        value.content_type,
-                    )
-            await data.close()
-        else:
-            raw = await request.body()
-            if raw:
-                if content_type not in {"application/json", ""} and not content_type.endswith(
-                    "+json"
-                ):
-                    return _error(415, f"the bridge forwards JSON or multipart, not {content_type}")
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    return _error(400, "request body is not valid JSON")
-                if not isinstance(body, dict):
-                    return _error(400, "the RunPod envelope carries JSON object bodies only")
-        if method == "POST" and (route == "/generate" or RETRY_ROUTE.fullmatch(route)):
-            try:
-                return await local.start_generation(route, raw_path, body, params, headers)
-            except ValueError as exc:
-                return _error(400, str(exc))
-            except ClientError as exc:
-                return error_response(exc)
-        cancel = CANCEL_ROUTE.fullmatch(route)
-        if method == "POST" and cancel and local.owns(cancel.group(1)):
-            return await local.cancel(cancel.group(1))
+        payload = await _read_payload(request)
+        if isinstance(payload, Response):
+            return payload
+        owned = await _answer_owned(local, method, route, raw_path, payload, params, headers)
+        if owned is not None:
+            return owned
         try:
             answer = await call(
                 method,
                 raw_path,
-                body=body,
+                body=payload.body,
                 params=params,
                 headers=headers,
-                files=files or None,
-                form=form or None,
+                files=payload.files or None,
+                form=payload.form or None,
                 mode="sync",
             )
         except ValueError as exc:  # a path the envelope cannot carry
@@ -327,7 +368,28 @@ def create_bridge_app(
         learned = local.forwarded(method, route, query, request.headers, answer)
         return learned if learned is not None else answer_response(answer)
 
-    return app
+
+async def _answer_owned(
+    local: LocalBridge,
+    method: str,
+    route: str,
+    raw_path: str,
+    payload: _Payload,
+    params: dict[str, Any],
+    headers: dict[str, str],
+) -> Response | None:
+    """What the bridge runs itself: a generation it starts with ``/run``, or the cancel of one."""
+    if method == "POST" and (route == "/generate" or RETRY_ROUTE.fullmatch(route)):
+        try:
+            return await local.start_generation(route, raw_path, payload.body, params, headers)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        except ClientError as exc:
+            return error_response(exc)
+    cancel = CANCEL_ROUTE.fullmatch(route)
+    if method == "POST" and cancel and local.owns(cancel.group(1)):
+        return await local.cancel(cancel.group(1))
+    return None
 
 
 def write_token_file(path: Path, token: str) -> Path:

@@ -4,7 +4,8 @@ Why this exists: every request to the worker is a RunPod job wrapping one Voiceb
 an envelope (`docs/serverless.md`). Doing that by hand means base64 for uploads and audio, choosing
 ``/runsync`` or ``/run``, polling ``/status`` and telling RunPod's failure states apart. The parts:
 ``runpod.py`` (RunPod's REST API: jobs), ``codec.py`` (the envelope and the answer), ``config.py``
-(endpoint and key); this module is the facade on top (``VoiceboxClient``).
+(endpoint and key), ``exchange.py`` (one request as a job, a spilled answer fetched back); this
+module is the facade on top (``VoiceboxClient``).
 
 Blocking by design (the SDK is ``requests``-based); the bridge runs calls in worker threads.
 """
@@ -12,45 +13,32 @@ Blocking by design (the SDK is ``requests``-based); the bridge runs calls in wor
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import os
 import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from backend.client.codec import Answer as Answer
-from backend.client.codec import FileSpec, build_envelope, decode_output
 from backend.client.codec import detail_message as detail_message
 from backend.client.config import LOCAL_ENDPOINT_ID as LOCAL_ENDPOINT_ID
 from backend.client.config import resolve_config as resolve_config
 from backend.client.errors import (
     ConfigError,
-    JobFailed,
     JobTimedOut,
     PayloadTooLarge,
     ProtocolError,
     RemoteError,
-    ResultOnVolume,
 )
-from backend.client.runpod import (
-    RUN_PAYLOAD_LIMIT,
-    RUNSYNC_PAYLOAD_LIMIT,
-    ProgressCallback,
-    RunPodEndpoint,
-)
+from backend.client.exchange import DEFAULT_FETCH_LIMIT, VoiceboxExchange, s3_upload_hint
+from backend.client.runpod import RUN_PAYLOAD_LIMIT, RUNSYNC_PAYLOAD_LIMIT, ProgressCallback
 from backend.client.runpod import JobProgress as JobProgress
 from backend.statuses import ACTIVE
 
 if TYPE_CHECKING:
     from backend.client.stream import RemoteStream
 
-# Largest spilled file fetched back through a job: what fits the worker's default result budget
-# (14 MiB) once base64 grows it by a third. Larger files are only reachable with RunPod's S3 API.
-DEFAULT_FETCH_LIMIT = 14 * 1024 * 1024 * 3 // 4
 # Texts longer than this are generated with /run + polling: /runsync holds an HTTP request open for
 # up to 90 s and keeps its result only a minute, which a long generation behind a cold start can
 # outlast.
@@ -63,25 +51,12 @@ _UUID_RE = re.compile(
 )
 
 
-def s3_download_hint(name: str) -> str:
-    return (
-        f"aws s3 cp s3://<NETWORK_VOLUME_ID>/voicebox/exports/{name} ./{name} "
-        "--region <DATACENTER> --endpoint-url https://s3api-<datacenter>.runpod.io"
-    )
-
-
-def s3_upload_hint(local: str, name: str) -> str:
-    return (
-        f"aws s3 cp {local} s3://<NETWORK_VOLUME_ID>/voicebox/imports/{name} "
-        "--region <DATACENTER> --endpoint-url https://s3api-<datacenter>.runpod.io"
-    )
-
-
-class VoiceboxClient(RunPodEndpoint):
+class VoiceboxClient(VoiceboxExchange):
     """Talk to a voicebox-worker endpoint as if it were a Voicebox server.
 
     ``async_threshold``: texts longer than this generate with ``/run`` + polling; ``fetch_limit``: the
-    largest spilled answer fetched back through a job. The rest is ``RunPodEndpoint``'s.
+    largest spilled answer fetched back through a job (``VoiceboxExchange``). The rest is
+    ``RunPodEndpoint``'s.
     """
 
     def __init__(
@@ -122,119 +97,6 @@ class VoiceboxClient(RunPodEndpoint):
         )
         self.async_threshold = async_threshold
         self.fetch_limit = fetch_limit
-
-    # ---------------------------------------------------------------- envelope
-    build_envelope = staticmethod(build_envelope)
-
-    def decode_output(self, output: Any, *, job_id: str | None = None) -> Answer:
-        """Turn a job output into an ``Answer`` (``codec.decode_output``)."""
-        return decode_output(output, job_id=job_id)
-
-    def fetch_export(self, export: Mapping[str, Any], *, job_id: str | None = None) -> Answer:
-        """Fetch a spilled answer from ``voicebox/exports/`` through a job, when it fits through
-        RunPod.
-        """
-        name = str(export["name"])
-        size = export.get("size")
-        if isinstance(size, int) and size > self.fetch_limit:
-            raise ResultOnVolume(
-                f"the answer ({size / 1e6:.1f} MB) is too large to return through RunPod and was saved "
-                f"on the network volume as voicebox/exports/{name}; download it with RunPod's S3 API: "
-                f"{s3_download_hint(name)}",
-                export=dict(export),
-                job_id=job_id,
-            )
-        try:
-            fetched = self.request(
-                "GET", f"/exports/{quote(name, safe='')}", inline_only=True, fetch_spilled=False
-            )
-        except (JobFailed, RemoteError) as exc:  # over the worker's budget even alone, or gone
-            raise ResultOnVolume(
-                f"the answer was saved on the network volume as voicebox/exports/{name} and could "
-                f"not be fetched through a job ({exc}); download it with RunPod's S3 API: "
-                f"{s3_download_hint(name)}",
-                export=dict(export),
-                job_id=job_id,
-            ) from None
-        if fetched.spilled or fetched.content is None:
-            raise ResultOnVolume(
-                f"could not fetch voicebox/exports/{name} through a job; download it with RunPod's S3 "
-                f"API: {s3_download_hint(name)}",
-                export=dict(export),
-                job_id=job_id,
-            )
-        digest = export.get("sha256")
-        if digest and hashlib.sha256(fetched.content).hexdigest() != digest:
-            raise ProtocolError(f"voicebox/exports/{name}: sha256 mismatch after download")
-        return Answer(
-            200,
-            fetched.headers,
-            content=fetched.content,
-            content_type=export.get("content_type") or fetched.content_type,
-            job_id=job_id,
-            export=dict(export),
-        )
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        files: Mapping[str, FileSpec] | None = None,
-        form: Mapping[str, Any] | None = None,
-        inline_audio: bool | None = None,
-        inline_only: bool | None = None,
-        mode: str = "sync",
-        progress: ProgressCallback | None = None,
-        timeout: float | None = None,
-        check: bool = True,
-        fetch_spilled: bool = True,
-    ) -> Answer:
-        """Send one Voicebox HTTP request as a job and return the server's answer.
-
-        With ``check`` an HTTP error status raises ``RemoteError`` carrying the server's ``detail``.
-        A spilled answer is fetched back (``fetch_spilled``) and a spilled JSON answer is parsed.
-        """
-        envelope = self.build_envelope(
-            method,
-            path,
-            body=body,
-            params=params,
-            headers=headers,
-            files=files,
-            form=form,
-            inline_audio=inline_audio,
-            inline_only=inline_only,
-        )
-        job_id, output = self.run_job(envelope, mode=mode, progress=progress, timeout=timeout)
-        answer = self.decode_output(output, job_id=job_id)
-        if answer.spilled and fetch_spilled:
-            status_code, headers_ = answer.status_code, answer.headers
-            answer = self.fetch_export(answer.export or {}, job_id=job_id)
-            answer.status_code, answer.headers = status_code, {**headers_, **answer.headers}
-            if (answer.content_type or "").startswith("application/json") and answer.content:
-                answer.body = json.loads(answer.content)
-                answer.content = None
-        if check and answer.status_code >= 400:
-            body_ = answer.body
-            if body_ is None and answer.content is not None:
-                try:
-                    body_ = json.loads(answer.content)
-                except ValueError:
-                    body_ = answer.content.decode("utf-8", "replace")[:500]
-            raise RemoteError(answer.status_code, detail_message(body_), body=body_)
-        return answer
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        answer = self.request(method, path, **kwargs)
-        if answer.content is not None:
-            raise ProtocolError(f"{method} {path}: expected JSON, got {answer.content_type}")
-        return answer.body
-
-    # ---------------------------------------------------------------- Voicebox API
 
     def health(self) -> dict[str, Any]:
         """``GET /health`` — also wakes a worker, so the first call pays the cold start."""

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from backend.client.errors import JobFailed, ProtocolError
 from backend.client.runpod import parse_job_error
@@ -70,6 +70,18 @@ def file_entry(spec: FileSpec) -> dict[str, Any]:
         "content_base64": base64.b64encode(data).decode("ascii"),
         "content_type": content_type,
     }
+
+
+class EnvelopeParts(TypedDict, total=False):
+    """The parts of a request ``build_envelope`` takes besides its method and path (for ``**parts``)."""
+
+    body: Any
+    params: Mapping[str, Any] | None
+    headers: Mapping[str, str] | None
+    files: Mapping[str, FileSpec] | None
+    form: Mapping[str, Any] | None
+    inline_audio: bool | None
+    inline_only: bool | None
 
 
 def build_envelope(

@@ -17,7 +17,6 @@ import base64
 import binascii
 import re
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote
 
 from pydantic import (
     BaseModel,
@@ -34,6 +33,9 @@ from pydantic import (
 
 from backend.api.admin import decoded_route
 from backend.config import DEFAULT_MAX_JOB_UPLOAD_BYTES
+from backend.serverless.request_path import MAX_PATH_LENGTH as MAX_PATH_LENGTH
+from backend.serverless.request_path import check_path as check_path
+from backend.serverless.request_path import has_control
 
 __all__ = [
     "DROPPED_HEADERS",
@@ -44,7 +46,6 @@ __all__ = [
     "parse_envelope",
 ]
 
-MAX_PATH_LENGTH = 2048
 MAX_HEADERS = 64
 MAX_HEADER_VALUE = 8192
 #: What one job can carry at all: base64 of it fills RunPod's 20 MB ``/runsync`` cap (``/run`` takes 10 MB).
@@ -72,13 +73,8 @@ DROPPED_HEADERS = frozenset(
     }
 )
 
-# RFC 3986 pchar plus "/" (no "@": user-info has no business in a path on our own server).
-_PATH_RE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:%/]*")
-_QUERY_RE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:%/?@]*")
-_BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _RETRY_RE = re.compile(r"/generate/[^/]+/retry")
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token (header field name)
-_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
 Scalar = str | int | float | bool
 
@@ -105,63 +101,6 @@ def over_limit(size: int, limit: int) -> str:
         "(VOICEBOX_MAX_JOB_UPLOAD_MB; RunPod takes at most 20 MB per /runsync job, base64 included); "
         "upload large files to voicebox/imports/ on the volume and name them with volume_name"
     )
-
-
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
-
-
-def check_path(raw: str) -> tuple[str, list[tuple[str, str]]]:
-    """Validate an origin-form path; return (path without query, query items).
-
-    Raises ``ValueError`` with a message a caller can act on. Checked forms: empty, too long, control characters
-    (CR/LF included), backslashes, anything not starting with a single ``/`` (schemes, ``//host``, ``@host``),
-    user-info ``@``, fragments, characters outside RFC 3986, malformed or encoded separators, and ``.``/``..``
-    segments in the raw, once-decoded and twice-decoded forms.
-    """
-    if raw == "":
-        raise ValueError("must not be empty; give a path such as '/health'")
-    if len(raw) > MAX_PATH_LENGTH:
-        raise ValueError(f"is longer than {MAX_PATH_LENGTH} characters")
-    if _has_control(raw):
-        raise ValueError("contains control characters (CR/LF included)")
-    if "\\" in raw:
-        raise ValueError("contains a backslash")
-    if _SCHEME_RE.match(raw) or "://" in raw:
-        raise ValueError("must be a path on the local server, not a URL with a scheme")
-    if not raw.startswith("/"):
-        raise ValueError("must be an origin-form path starting with '/' (no host, no '@host')")
-    if raw.startswith("//"):
-        raise ValueError("must not start with '//' (that names another host)")
-    if "#" in raw:
-        raise ValueError("must not contain a fragment ('#')")
-    path, sep, query = raw.partition("?")
-    if "@" in path:
-        raise ValueError("must not contain '@' (user-info or host syntax)")
-    if not _PATH_RE.fullmatch(path):
-        raise ValueError("contains characters outside RFC 3986; percent-encode them")
-    if _BAD_ESCAPE_RE.search(raw):
-        raise ValueError("contains a malformed percent-escape")
-    forms = [path]
-    decoded = path
-    for _ in range(2):
-        decoded = unquote(decoded)
-        forms.append(decoded)
-    for form in forms:
-        if _has_control(form):
-            raise ValueError("contains encoded control characters")
-        if "\\" in form:
-            raise ValueError("contains an encoded backslash")
-        if "//" in form or "@" in form:
-            raise ValueError("contains an encoded '//' or '@'")
-        if any(segment in {".", ".."} for segment in form.split("/")):
-            raise ValueError("contains '.' or '..' segments (also percent-encoded)")
-    items: list[tuple[str, str]] = []
-    if sep:
-        if not _QUERY_RE.fullmatch(query):
-            raise ValueError("query string contains characters outside RFC 3986")
-        items = parse_qsl(query, keep_blank_values=True)
-    return path, items
 
 
 def _flat_value(value: Any, where: str, *, allow_list: bool = True) -> Scalar | list[Scalar] | None:
@@ -200,7 +139,7 @@ class FileSpec(BaseModel):
     @field_validator("filename", "content_type")
     @classmethod
     def _no_control(cls, value: str) -> str:
-        if _has_control(value) or '"' in value:
+        if has_control(value) or '"' in value:
             raise ValueError("must not contain control characters or quotes")
         return value
 
@@ -300,7 +239,7 @@ class Envelope(BaseModel):
     @classmethod
     def _flat(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key, item in value.items():
-            if not key or _has_control(key):
+            if not key or has_control(key):
                 raise ValueError("names must be non-empty text without control characters")
             _flat_value(item, key)
         return value
@@ -314,7 +253,7 @@ class Envelope(BaseModel):
         for name, item in value.items():
             if not _TOKEN_RE.fullmatch(name):
                 raise ValueError(f"{name[:100]!r} is not a valid header name (RFC 9110 token)")
-            if "\r" in item or "\n" in item or "\0" in item or _has_control(item.replace("\t", "")):
+            if "\r" in item or "\n" in item or "\0" in item or has_control(item.replace("\t", "")):
                 raise ValueError(f"{name}: value contains CR, LF or control characters")
             if len(item) > MAX_HEADER_VALUE:
                 raise ValueError(f"{name}: value longer than {MAX_HEADER_VALUE} characters")

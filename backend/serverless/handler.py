@@ -19,7 +19,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -39,6 +39,8 @@ _LOOPBACK = "127.0.0.1"
 #: the most audio bytes one stream item carries (base64 makes it a third larger): RunPod posts every yield of a
 #: generator handler as its own stream result, so each stays far below its payload caps
 STREAM_CHUNK_BYTES = 256 * 1024
+#: what ends a running job with an error answer (``JobHandler._failure``) rather than a crash of the worker
+_JOB_FAILURES = (TimeoutError, OverBudget, EnvelopeError, httpx.HTTPError)
 
 
 class JobHandler:
@@ -121,17 +123,8 @@ class JobHandler:
         except asyncio.CancelledError:
             log.info("job %s cancelled", job_id)
             raise
-        except TimeoutError:
-            return {
-                keys.ERROR: f"timeout: the job ran past {self.settings.job_timeout_seconds:g} s "
-                "(VOICEBOX_JOB_TIMEOUT_SECONDS); keep it below the endpoint's execution timeout"
-            }
-        except (OverBudget, EnvelopeError) as err:
-            return {keys.ERROR: str(err)}
-        except httpx.HTTPError as err:
-            return {keys.ERROR: f"transport: {type(err).__name__} talking to the local API: {err}"}
-        except OSError as err:
-            return {keys.ERROR: f"export: could not write the answer to the volume: {err}"}
+        except (*_JOB_FAILURES, OSError) as err:
+            return self._failure(err, "job")
         log.info(
             "job %s %s %s -> %s in %.1f ms",
             job_id,
@@ -141,6 +134,20 @@ class JobHandler:
             (time.perf_counter() - started) * 1000,
         )
         return answer
+
+    def _failure(self, err: Exception, what: Literal["job", "stream"]) -> dict[str, Any]:
+        """The error answer for a job (or stream job) that failed while it ran: the one wording of each kind."""
+        if isinstance(err, TimeoutError):  # before OSError: TimeoutError is one
+            hint = "; keep it below the endpoint's execution timeout" if what == "job" else ""
+            return {
+                keys.ERROR: f"timeout: the {what} ran past {self.settings.job_timeout_seconds:g} s "
+                f"(VOICEBOX_JOB_TIMEOUT_SECONDS){hint}"
+            }
+        if isinstance(err, httpx.HTTPError):
+            return {keys.ERROR: f"transport: {type(err).__name__} talking to the local API: {err}"}
+        if isinstance(err, OSError):
+            return {keys.ERROR: f"export: could not write the answer to the volume: {err}"}
+        return {keys.ERROR: str(err)}  # OverBudget, EnvelopeError: their message names the field
 
     # -- streaming jobs (the generator handler) ------------------------------------------------------------------
 
@@ -171,15 +178,8 @@ class JobHandler:
         except asyncio.CancelledError:
             log.info("stream job %s cancelled", job_id)
             raise
-        except TimeoutError:
-            yield {
-                keys.ERROR: f"timeout: the stream ran past {self.settings.job_timeout_seconds:g} s "
-                "(VOICEBOX_JOB_TIMEOUT_SECONDS)"
-            }
-        except (OverBudget, EnvelopeError) as err:
-            yield {keys.ERROR: str(err)}
-        except httpx.HTTPError as err:
-            yield {keys.ERROR: f"transport: {type(err).__name__} talking to the local API: {err}"}
+        except _JOB_FAILURES as err:
+            yield self._failure(err, "stream")
 
     def build_stream_request(self, env: Envelope, job_id: str) -> httpx.Request:
         """The loopback request of a stream job: ``/generate/stream``, or speech with ``stream_format``."""
