@@ -5,8 +5,9 @@
 * ``manifest``: a manifest's version, kind and fields checked, and the import plans (``plans``) built from it;
 * ``staging``: every file staged in ``voicebox/.tmp`` and validated, then one write unit that undoes its moves
   on failure;
-* ``profiles``, ``generations``, ``library``: rows from staged plans, and the zips each kind is exported as;
-* ``service``: ``BundleService``, what routes and the CLI call.
+* ``profiles``, ``generations``, ``library``: rows from staged plans, and the zips each kind is exported as
+  (``writing``: what every export shares);
+* ``service``: ``BundleService``, what routes and the CLI call; ``results``: what it hands back.
 """
 
 from backend.services.bundles.manifest import (
