@@ -144,6 +144,35 @@ def test_completion_survives_a_lost_fence(services, monkeypatch) -> None:
     assert done.status == "completed" and services.blobs.exists(done.audio_path)
 
 
+@pytest.mark.parametrize("rerun", ["retry", "regenerate"])
+def test_a_rerun_claim_that_lost_a_race_runs_again(services, monkeypatch, rerun: str) -> None:
+    """Retry and regenerate claim their row like a new generation: a lost race (a peer published, or a
+    serialization failure on PostgreSQL) runs the claim again instead of answering 503."""
+    from backend.db.errors import WriteConflictError
+
+    gens = own_generation_service(services)
+    profile_id = add_profile_with_sample(services)
+    first = gens.wait(gens.start(GenerationInput(profile_id, "Once more.")).id, 60)
+    assert first.status == "completed"
+    if rerun == "retry":
+        with services.db.write() as session:
+            session.get(Generation, first.id).status = "failed"
+    real_fence = services.db._fence
+    calls = {"n": 0}
+
+    def flaky_fence(held, base):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:  # the claim's first try
+            raise WriteConflictError("simulated: a peer published meanwhile")
+        return real_fence(held, base)
+
+    monkeypatch.setattr(services.db, "_fence", flaky_fence)
+    row = getattr(gens, rerun)(first.id)
+    assert row.id == first.id and calls["n"] >= 2
+    done = gens.wait(first.id, 60)
+    assert done.status == "completed" and services.blobs.exists(done.audio_path)
+
+
 def test_finished_events_are_bounded(services, monkeypatch) -> None:
     """One completion event per generation for the worker's life was unbounded growth: finished ones are
     pruned past the bound, and ``wait`` on a pruned one still answers from the row."""

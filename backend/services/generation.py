@@ -392,11 +392,17 @@ class GenerationService:
         claim_row: Callable[[Session, generation_rows.Claim], tuple[Generation, GenerationInput]],
     ) -> Generation:
         """Run an existing row again: a queue slot like a new generation (429 when full), the row claimed
-        in one write unit, a new completion event (waiters wait for this run), the synthesis queued."""
+        in one write unit (run again when it lost a race, as a new generation's is: the claim reads
+        everything from its session), a new completion event (waiters wait for this run), the synthesis
+        queued."""
         self._reserve()
         try:
-            with self.db.write() as session:
-                row, request = claim_row(session, generation_rows.Claim.of(self.settings, utcnow()))
+            row, request = write_retrying(
+                self.db,
+                lambda session: claim_row(
+                    session, generation_rows.Claim.of(self.settings, utcnow())
+                ),
+            )
             with self._mutex:
                 self._done[gen_id] = threading.Event()
             self._executor.submit(self._run, gen_id, request, time.monotonic())
