@@ -55,6 +55,26 @@ def test_no_complexity_waiver_in_product_code() -> None:
     assert waived == []
 
 
+#: places outside this repository that code and docs must not send a reader to (split so this file does not match)
+OUTSIDE = ("../" + "shared", "reference/" + "notes", "DESIGN" + ".md")
+
+
+def test_code_and_docs_speak_of_this_repository_only() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    offenders = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix not in {".py", ".md", ".sh", ".toml", ".yml", ".yaml", ".json", ""}:
+            continue
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        offenders += [f"{name}: {needle}" for needle in OUTSIDE if needle in text]
+    assert offenders == []
+
+
 def _branchy(branches: int) -> str:
     body = "".join(f"    if x == {n}:\n        return {n}\n" for n in range(branches))
     return f"def branchy(x: int) -> int:\n{body}    return -1\n"

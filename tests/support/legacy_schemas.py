@@ -3,8 +3,8 @@
 Why hand-written DDL instead of importing Voicebox: the point is to reproduce what real installs left on disk —
 the RunPod fork's absolute ``/app/data`` paths, soft deletes and job table; upstream's relative paths, statuses
 and versions; the older fork without ``instruct``/``avatar_path`` — including the quirks (a legacy ``data/``
-prefix, stale ``generating`` rows, a file that went missing). The DDL follows
-``../shared/reference/notes/voicebox-api.md`` §2 (SQLAlchemy ``create_all`` output of each codebase).
+prefix, stale ``generating`` rows, a file that went missing). The DDL is what SQLAlchemy's ``create_all`` of
+each codebase wrote (upstream Voicebox's ``backend/database`` models and the forks' own).
 
 Each builder writes real 1 s sine waves at 24 kHz (soundfile, PCM16) and returns a ``LegacyFixture`` that says
 what adoption must produce, so the tests compare against facts recorded at build time, not recomputed ones.

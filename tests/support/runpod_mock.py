@@ -4,7 +4,7 @@ Why a real socket: the client is built on the runpod SDK, which talks ``requests
 loopback server exercises exactly that path (auth header, JSON, HTTP errors) while the jobs
 themselves run in-process through the handler under test, so a test sees the whole round trip.
 
-Modelled behaviour (docs.runpod.io operation-reference, reference/notes/runpod.md):
+Modelled behaviour (docs.runpod.io, the endpoint operations reference):
 - ``POST /v2/{endpoint}/run`` → ``{"id", "status": "IN_QUEUE"}``; the job waits ``queue_delay`` in
   IN_QUEUE, then runs IN_PROGRESS.
 - ``POST /v2/{endpoint}/runsync?wait=ms`` waits at most ``min(wait, runsync_wait_cap)`` and answers
