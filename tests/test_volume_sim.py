@@ -31,7 +31,11 @@ def run_sim(*args: str, timeout: float = 400) -> dict:
 
 
 def test_bounded_simulation_loses_nothing() -> None:
-    report = run_sim("--workers", "3", "--seconds", "60", "--kill-rate", "0.6", "--seed", "11")
+    # a loaded box goes on past 60 s (at most 180 s) until 51 operations were acknowledged
+    report = run_sim(
+        "--workers", "3", "--seconds", "60", "--kill-rate", "0.6", "--seed", "11",
+        "--min-operations", "51",
+    )  # fmt: skip
     details = report.get("details", {})
     print(json.dumps({k: v for k, v in report.items() if k != "details"}))
     assert report["kills"] >= 30
@@ -87,6 +91,25 @@ def test_any_5xx_fails_the_simulation() -> None:
     failures = {"generate:400": 3, "create_profile:503": 1, "add_sample:500": 2, "x:ReadTimeout": 4}
     assert sim.count_server_errors(failures) == {"create_profile:503": 1, "add_sample:500": 2}
     assert sim.count_server_errors({"generate:429": 2, "generate:400": 1}) == {}
+
+
+def test_a_slow_run_goes_on_until_enough_operations(monkeypatch) -> None:
+    """``--min-operations``: past ``--seconds`` the loop goes on while too few operations were acknowledged,
+    and stops at ``--max-seconds`` whatever the count."""
+    sim = _load_sim()
+    clock = {"now": 100.0}
+    monkeypatch.setattr(sim.time, "monotonic", lambda: clock["now"])
+    deadline = sim.RunDeadline(60, 180, 51)
+    clock["now"] = 159.0
+    assert not deadline.reached(500)  # before --seconds: never
+    assert deadline.kill_slowdown() == 1.0
+    clock["now"] = 161.0
+    assert not deadline.reached(50)  # past --seconds, too few: go on, killing less often
+    assert deadline.kill_slowdown() == 3.0
+    assert deadline.reached(51)
+    clock["now"] = 280.0
+    assert deadline.reached(0)  # --max-seconds: stop whatever the count
+    assert sim.RunDeadline(60, 10, 0).max_seconds == 60  # never shorter than --seconds
 
 
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python")
