@@ -77,3 +77,66 @@ def test_fresh_volume_copies_the_prebuilt_demo_models_instead_of_building(
     assert status.complete
     assert check_snapshot(settings.hf_home, DEMO_STT_REPO).complete
     assert hfcache.check_snapshot(settings.hf_home, DEMO_TTS_REPO).complete
+
+
+def _repo_dir(hf_home: Path, repo: str) -> Path:
+    return hf_home / "hub" / f"models--{repo.replace('/', '--')}"
+
+
+def test_an_installed_repo_is_left_alone(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """A peer on the same volume may be loading from the repo it installed a moment ago: a second copy must
+    not delete it and put its own in its place."""
+    target = tmp_path / "hf"
+    repos = (tiny_models.tts_repo, tiny_models.stt_repo)
+    assert copy_prebuilt_models(tiny_models.hf_home, target, repos)
+    installed = _repo_dir(target, tiny_models.tts_repo)
+    inode = installed.stat().st_ino
+    marker = installed / "peer-is-reading"
+    marker.write_text("x")
+    assert copy_prebuilt_models(tiny_models.hf_home, target, repos)
+    assert installed.stat().st_ino == inode and marker.exists()
+    assert not [p for p in (target / "hub").iterdir() if p.name.startswith(".")]
+
+
+def test_an_incomplete_repo_is_replaced(tiny_models: TinyModels, tmp_path: Path) -> None:
+    target = tmp_path / "hf"
+    broken = _repo_dir(target, tiny_models.tts_repo)
+    (broken / "refs").mkdir(parents=True)
+    (broken / "refs" / "main").write_text(
+        "0" * 40
+    )  # names a snapshot that is not there (a killed build)
+    repos = (tiny_models.tts_repo, tiny_models.stt_repo)
+    assert copy_prebuilt_models(tiny_models.hf_home, target, repos)
+    for repo in repos:
+        assert check_snapshot(target, repo).complete, repo
+    assert not [p for p in (target / "hub").iterdir() if p.name.startswith(".")]
+
+
+def _copy_in_process(prebuilt: str, target: str, repos: tuple[str, ...], rounds: int) -> bool:
+    results = []
+    for _ in range(rounds):
+        results.append(copy_prebuilt_models(Path(prebuilt), Path(target), repos))
+    return all(results)
+
+
+def test_two_processes_copying_at_once_both_end_with_a_whole_install(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    """Two workers' first starts on one fresh volume: both copy, neither fails, one whole repo stays."""
+    import multiprocessing
+
+    repos = (tiny_models.tts_repo, tiny_models.stt_repo)
+    for attempt in range(5):
+        target = tmp_path / f"hf-{attempt}"
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(2) as pool:
+            runs = [
+                pool.apply_async(
+                    _copy_in_process, (str(tiny_models.hf_home), str(target), repos, 3)
+                )
+                for _ in range(2)
+            ]
+            assert [run.get(timeout=120) for run in runs] == [True, True]
+        for repo in repos:
+            assert check_snapshot(target, repo).complete, (attempt, repo)
+        assert not [p for p in (target / "hub").iterdir() if p.name.startswith(".")]

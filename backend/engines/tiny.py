@@ -11,11 +11,13 @@ Everything heavy (torch, transformers, qwen_tts, tokenizers) is imported inside 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -399,7 +401,9 @@ def copy_prebuilt_models(prebuilt_hf_home: Path, hf_home: Path, repos: tuple[str
     2.8 MB a set-up step built once costs milliseconds (``scripts/setup-venv.sh`` builds them into the venv and
     ``scripts/run-local.sh`` names them with ``VOICEBOX_DEMO_PREBUILT``). Each folder is copied under a temporary
     name and renamed into place, so a killed copy leaves no half-installed repo; the snapshots' relative links to
-    their blobs are kept as links.
+    their blobs are kept as links. A repo already installed whole is left alone: a peer worker on the same volume
+    may have installed it a moment ago and be loading from it. An incomplete one is moved aside before the copy
+    takes its place.
     """
     hub, source_hub = Path(hf_home) / "hub", Path(prebuilt_hf_home) / "hub"
     names = [f"models--{repo.replace('/', '--')}" for repo in repos]
@@ -407,19 +411,39 @@ def copy_prebuilt_models(prebuilt_hf_home: Path, hf_home: Path, repos: tuple[str
         return False
     hub.mkdir(parents=True, exist_ok=True)
     for name in names:
-        target = hub / name
-        if target.exists():
-            shutil.rmtree(target)
-        partial = hub / f".{name}.copy-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(source_hub / name, partial, symlinks=True)
-        try:
-            os.replace(partial, target)
-        except OSError:  # a peer on the same volume installed it meanwhile: theirs is as good
-            shutil.rmtree(partial, ignore_errors=True)
-            if not (target / "refs" / "main").is_file():
-                raise
+        _install_copy(source_hub / name, hub / name)
     return True
+
+
+def _installed(repo_dir: Path) -> bool:
+    """The repo's ``refs/main`` names a snapshot folder that exists (what a finished copy or build leaves)."""
+    try:
+        commit = (repo_dir / "refs" / "main").read_text().strip()
+    except OSError:
+        return False
+    return bool(commit) and (repo_dir / "snapshots" / commit).is_dir()
+
+
+def _install_copy(source: Path, target: Path) -> None:
+    if _installed(target):
+        return
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    partial = target.with_name(f".{target.name}.copy-{tag}")
+    shutil.copytree(source, partial, symlinks=True)
+    if _installed(target):  # a peer finished while this copy ran
+        shutil.rmtree(partial, ignore_errors=True)
+        return
+    if target.exists():  # an incomplete repo (a killed build): out of the way first
+        stale = target.with_name(f".{target.name}.stale-{tag}")
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(target, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        os.replace(partial, target)
+    except OSError:  # a peer on the same volume installed it meanwhile: theirs is as good
+        shutil.rmtree(partial, ignore_errors=True)
+        if not _installed(target):
+            raise
 
 
 def install_tiny_models(
