@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -57,6 +58,29 @@ def test_prompt_and_generate(tiny_tts_engine) -> None:
     out = tiny_tts_engine.generate("this is a test", prompt, language="en", seed=1, instruct=None)
     assert out.dtype == np.float32 and out.ndim == 1
     assert out.size > 0 and np.isfinite(out).all()
+
+
+def test_a_generation_logs_no_padding_notice(tiny_tts_engine) -> None:
+    """transformers said "Setting `pad_token_id` to `eos_token_id`" on every generation; the engine sets the
+    talker's pad token (the end-of-codes token, the same choice) when it loads."""
+    audio, sr = sf.read(io.BytesIO(clip()), dtype="float32")
+    prompt = tiny_tts_engine.build_prompt([(audio, sr, "hello there")])
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    library = logging.getLogger(
+        "transformers"
+    )  # its own handler writes wherever stderr was at import
+    keep = Keep()
+    library.addHandler(keep)
+    try:
+        tiny_tts_engine.generate("this is a test", prompt, language="en", seed=1, instruct=None)
+    finally:
+        library.removeHandler(keep)
+    assert not [line for line in said if "pad_token_id" in line]
 
 
 def test_synthesize_wav_and_same_seed_same_audio(

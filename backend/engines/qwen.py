@@ -114,6 +114,7 @@ class QwenTTSEngine:
                 f"{self.repo_id} is a {model.model.tts_model_type!r} model; voice cloning needs a "
                 "Qwen3-TTS *Base* model (e.g. Qwen/Qwen3-TTS-12Hz-1.7B-Base)"
             )
+        _pad_with_end_of_codes(model)
         langs = model.get_supported_languages()
         self._languages = {str(x).lower() for x in langs} if langs else None
         self._model = model
@@ -348,3 +349,11 @@ def _to_numpy(x: Any) -> np.ndarray:
     if str(t.dtype) in {"torch.bfloat16", "torch.float16"}:
         t = t.float()
     return t.numpy()
+
+
+def _pad_with_end_of_codes(model: Any) -> None:
+    """Give the talker its pad token: the end-of-codes token, which transformers otherwise picks itself on every
+    generation while logging "Setting `pad_token_id` to `eos_token_id`" (the same choice, without a log line
+    per request)."""
+    inner = model.model
+    inner.talker.generation_config.pad_token_id = inner.config.talker_config.codec_eos_token_id
