@@ -4,6 +4,7 @@ id, routes at the API's root, ``/status`` by POST. End to end it runs in tests/t
 from __future__ import annotations
 
 import argparse
+import logging
 
 from backend.client.cli import add_commands
 from backend.client.client import LOCAL_ENDPOINT_ID, VoiceboxClient, resolve_config
@@ -19,6 +20,25 @@ def test_local_url_needs_no_key_or_endpoint(tmp_path) -> None:  # type: ignore[n
         env={"RUNPOD_API_KEY": "k", "VOICEBOX_ENDPOINT_ID": "ep"}, env_file=tmp_path / "x"
     )
     assert not remote.local
+
+
+def test_a_local_url_over_an_endpoint_says_so(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A forgotten VOICEBOX_LOCAL_URL still wins over --endpoint, but not without a word."""
+    with caplog.at_level(logging.WARNING, logger="voicebox.client"):
+        config = resolve_config(
+            endpoint_id="ep",
+            env={"VOICEBOX_LOCAL_URL": "http://127.0.0.1:8000"},
+            env_file=tmp_path / "x",
+        )
+    assert config.local
+    assert [r.getMessage() for r in caplog.records] == [
+        "using the local worker at http://127.0.0.1:8000 (VOICEBOX_LOCAL_URL is set; unset it to "
+        "reach RunPod), not endpoint ep"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="voicebox.client"):
+        resolve_config(env={"VOICEBOX_LOCAL_URL": "http://127.0.0.1:8000"}, env_file=tmp_path / "x")
+    assert caplog.records == []  # no endpoint asked for: nothing to warn about
 
 
 def test_routes_have_no_endpoint_id_locally(tmp_path) -> None:  # type: ignore[no-untyped-def]

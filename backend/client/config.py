@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from pathlib import Path
 from backend.client.errors import ConfigError
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
+
+log = logging.getLogger("voicebox.client")
 
 
 def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -64,7 +67,9 @@ def resolve_config(
     """Arguments first, then the environment, then ``.env`` (``env_file`` or ``./.env``).
 
     ``local_url`` (or ``VOICEBOX_LOCAL_URL``) selects the RunPod SDK's local test API instead of RunPod: the
-    worker of ``scripts/run-local.sh`` at ``http://127.0.0.1:8000``; no key or endpoint id is needed.
+    worker of ``scripts/run-local.sh`` at ``http://127.0.0.1:8000``; no key or endpoint id is needed. It wins
+    over an endpoint id, and says so in a warning: a forgotten ``VOICEBOX_LOCAL_URL`` must not send
+    ``--endpoint``'s requests to a local worker without a word.
     """
     environ = dict(os.environ if env is None else env)
     file_values = read_env_file(env_file if env_file is not None else Path.cwd() / ".env")
@@ -78,6 +83,13 @@ def resolve_config(
         return None
 
     local = local_url or pick("VOICEBOX_LOCAL_URL")
+    if local and endpoint_id:
+        log.warning(
+            "using the local worker at %s (%s), not endpoint %s",
+            local,
+            "--local" if local_url else "VOICEBOX_LOCAL_URL is set; unset it to reach RunPod",
+            endpoint_id,
+        )
     if local:
         return ClientConfig(
             api_key=api_key or "local",
