@@ -76,6 +76,26 @@ def conflict_pause(attempt: int) -> None:
     time.sleep(random.uniform(0.5, 1.5) * min(0.3, 0.01 * 2**attempt))
 
 
+def run_retrying(
+    attempt: Callable[[], T], retries: int, *, before_retry: Callable[[], bool] | None = None
+) -> T:
+    """Call ``attempt``; when it lost a race (``WriteConflictError``) call it again, at most ``retries`` more
+    times, each after a ``conflict_pause``. The one retry policy: plain units, a generation's start and an
+    import's commit all go through here.
+
+    ``before_retry`` runs before each new try (an import puts its moved files back); when it answers False
+    the conflict is raised instead.
+    """
+    for tries in range(retries + 1):
+        try:
+            return attempt()
+        except WriteConflictError:
+            if tries >= retries or (before_retry is not None and not before_retry()):
+                raise
+            conflict_pause(tries)
+    raise AssertionError("unreachable")
+
+
 def write_retrying(db: Database, fn: Callable[[Session], T], *, retries: int | None = None) -> T:
     """Run ``fn`` in one write unit; when it lost a race (``WriteConflictError``) run it again.
 
@@ -83,13 +103,9 @@ def write_retrying(db: Database, fn: Callable[[Session], T], *, retries: int | N
     files: a retried unit has to be free of side effects outside the database. ``retries`` defaults to the
     backend's ``conflict_retries``.
     """
-    limit = db.conflict_retries if retries is None else retries
-    for attempt in range(limit + 1):
-        try:
-            with db.write() as session:
-                return fn(session)
-        except WriteConflictError:
-            if attempt >= limit:
-                raise
-            conflict_pause(attempt)
-    raise AssertionError("unreachable")
+
+    def unit() -> T:
+        with db.write() as session:
+            return fn(session)
+
+    return run_retrying(unit, db.conflict_retries if retries is None else retries)

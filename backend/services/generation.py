@@ -25,8 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.config import Settings
-from backend.db.errors import WriteConflictError, volume_fault
-from backend.db.interface import Database, conflict_pause
+from backend.db.errors import volume_fault
+from backend.db.interface import Database, run_retrying
 from backend.db.models import Generation, Profile, new_id, utcnow
 from backend.engines.base import Engines
 from backend.services import generation_rows
@@ -139,15 +139,7 @@ class GenerationService:
     ) -> tuple[Generation, bool]:
         """``_start`` run again when its unit lost a race (``WriteConflictError``): nothing is queued before
         its commit, so a re-run is safe."""
-        retries = self.db.conflict_retries
-        for attempt in range(retries + 1):
-            try:
-                return self._start(request, sink)
-            except WriteConflictError:
-                if attempt >= retries:
-                    raise
-                conflict_pause(attempt)
-        raise AssertionError("unreachable")
+        return run_retrying(lambda: self._start(request, sink), self.db.conflict_retries)
 
     def _start(
         self, request: GenerationInput, sink: AudioSink | None = None

@@ -15,8 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from backend.db.errors import WriteConflictError
-from backend.db.interface import Database, conflict_pause
+from backend.db.interface import Database, run_retrying
 from backend.services.audio_prep import prepare_reference, probe_audio
 from backend.services.bundles.manifest import audio_ext
 from backend.services.bundles.plans import GenerationPlan, ProfilePlan, SamplePlan
@@ -138,18 +137,13 @@ def commit(db: Database, stage: Staging, unit: Callable[[Session], Any]) -> Any:
     A unit that lost a race (``WriteConflictError``: a PostgreSQL serialization failure, or a fence failure
     on the volume) puts its files back where they were staged and runs again, like ``write_retrying``.
     """
-    retries = db.conflict_retries
-    for attempt in range(retries + 1):
-        try:
-            with db.write() as session:
-                return unit(session)
-        except WriteConflictError:
-            if attempt < retries and stage.put_back():
-                conflict_pause(attempt)
-                continue
-            stage.rollback()
-            raise
-        except BaseException:
-            stage.rollback()
-            raise
-    raise AssertionError("unreachable")
+
+    def attempt() -> Any:
+        with db.write() as session:
+            return unit(session)
+
+    try:
+        return run_retrying(attempt, db.conflict_retries, before_retry=stage.put_back)
+    except BaseException:
+        stage.rollback()
+        raise
