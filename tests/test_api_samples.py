@@ -300,3 +300,22 @@ def test_file_part_without_a_filename_is_still_a_file(api_client: TestClient) ->
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     assert r.status_code == 200, r.text
+
+
+def test_an_abort_closes_a_staged_file_that_was_never_written(tmp_path) -> None:
+    """A file part whose chunks are still queued when a later part fails the form: its file is closed and
+    removed with the rest, not left open until the garbage collector finds it."""
+    from backend.api.uploads import _FormReader
+
+    reader = _FormReader(tmp_path, {"file": 1000})
+    reader.on_part_begin()
+    reader.part.headers[b"content-disposition"] = b'form-data; name="file"; filename="a.wav"'
+    reader.on_headers_finished()
+    staged = reader.part.handle
+    assert staged is not None
+    reader.on_part_data(b"RIFF", 0, 4)  # queued for the writer thread, not written yet
+    reader.on_part_end()
+    reader.on_part_begin()  # the next part: the file part is no longer the current one
+    reader.abort()
+    assert staged.closed
+    assert list(tmp_path.iterdir()) == []

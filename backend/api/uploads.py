@@ -134,6 +134,8 @@ class _FormReader:
         part = self.part
         path = self.tmp_dir / f"{uuid.uuid4().hex}.upload.part"
         part.handle = open(path, "wb")  # noqa: SIM115 - closed in on_part_end or on failure
+        # known from the start, so an abort closes it even before its first chunk was written
+        self.handles.add(part.handle)
         ctype = part.headers.get(b"content-type")
         part.upload = UploadedFile(
             path=path,
@@ -175,15 +177,13 @@ class _FormReader:
     def flush(self, batch: list[tuple[BinaryIO, bytes]]) -> None:
         """Write the queued chunks (a worker thread); an empty chunk closes its file."""
         for handle, chunk in batch:
-            self.handles.add(handle)
             if chunk:
                 handle.write(chunk)
             else:
                 handle.close()
 
     def open_handles(self) -> list[BinaryIO]:
-        every = self.handles | ({self.part.handle} if self.part.handle else set())
-        return [handle for handle in every if handle is not None and not handle.closed]
+        return [handle for handle in self.handles if not handle.closed]
 
     def finish(self) -> UploadForm:
         for handle in self.open_handles():
