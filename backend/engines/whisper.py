@@ -8,6 +8,7 @@ goes through the volume cache exactly like the TTS engine (see ``qwen.py`` for w
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class WhisperSTTEngine:
         self.last_windows = 0
         self._model: Any = None
         self._processor: Any = None
+        self._generation: Any = None
 
     def load(self) -> None:
         if self._model is not None:
@@ -83,6 +85,7 @@ class WhisperSTTEngine:
         processor = WhisperProcessor.from_pretrained(str(status.path))
         model = WhisperForConditionalGeneration.from_pretrained(str(status.path), dtype=dtype)
         self._model = model.to(device).eval()
+        self._generation = _own_generation_config(model)
         self._processor = processor
         self.device = device
         self.revision = status.commit
@@ -93,6 +96,7 @@ class WhisperSTTEngine:
             return
         self._model = None
         self._processor = None
+        self._generation = None
         release_device_memory()
 
     def is_loaded(self) -> bool:
@@ -134,7 +138,12 @@ class WhisperSTTEngine:
             feats = self._processor(batch, sampling_rate=WHISPER_SR, return_tensors="pt")
             inputs = feats.input_features.to(self._model.device, self._model.dtype)
             with torch.inference_mode():
-                ids = self._model.generate(inputs, max_new_tokens=max_new, **kwargs)
+                ids = self._model.generate(
+                    inputs,
+                    generation_config=copy.deepcopy(self._generation),  # generate() edits it
+                    max_new_tokens=max_new,
+                    **kwargs,
+                )
             texts.extend(self._processor.batch_decode(ids, skip_special_tokens=True))
         return " ".join(t.strip() for t in texts if t and t.strip())
 
@@ -146,3 +155,20 @@ class WhisperSTTEngine:
             "loaded": self.is_loaded(),
             "device": self.device,
         }
+
+
+def _own_generation_config(model: Any) -> Any:
+    """The checkpoint's generation settings, kept for ``transcribe``; the model's own copy loses its token
+    suppression.
+
+    Why: Whisper's ``generate`` turns ``suppress_tokens``/``begin_suppress_tokens`` of the config it is given
+    into logits processors and clears them there, but transformers' generic ``generate`` then fills the cleared
+    values back in from ``model.generation_config`` and builds the same processors again, logging "A custom
+    logits processor ... has been passed to `.generate()`" once per process (the image build's prewarm showed it)
+    and "default values have been modified". With the model's copy cleared there is nothing to fill back in:
+    the same suppression runs once, and the transcripts are the same (``tests/test_engines_whisper.py``).
+    """
+    own = copy.deepcopy(model.generation_config)
+    model.generation_config.suppress_tokens = None
+    model.generation_config.begin_suppress_tokens = None
+    return own
