@@ -112,6 +112,27 @@ def test_a_slow_run_goes_on_until_enough_operations(monkeypatch) -> None:
     assert sim.RunDeadline(60, 10, 0).max_seconds == 60  # never shorter than --seconds
 
 
+def test_the_acknowledged_count_is_read_under_the_ledger_lock() -> None:
+    """The chaos loop reads the count while client threads add new operation names: an unlocked sum over the
+    growing dict could raise "dictionary changed size during iteration"."""
+    import threading
+
+    sim = _load_sim()
+    ledger = sim.Ledger()
+    ledger.count("create_profile", True)
+    ledger.count("generate", True)
+    ledger.count("generate", False, 503)
+    assert ledger.acknowledged() == 2  # failures are not acknowledged
+    answer: list[int] = []
+    with ledger.lock:  # a client thread is counting
+        reader = threading.Thread(target=lambda: answer.append(ledger.acknowledged()))
+        reader.start()
+        reader.join(0.2)
+        assert reader.is_alive() and answer == []  # it waits for the lock
+    reader.join(5)
+    assert answer == [2]
+
+
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python")
 def test_runs_from_a_plain_shell() -> None:
     """Started by the system python with a bare environment, it re-executes itself with the project venv."""
